@@ -1,0 +1,14 @@
+//! Schema of civid's durable state. Schema changes happen only here, one
+//! migration per file (sea-orm-migration names a migration after its file).
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_core::Migration)]
+    }
+}

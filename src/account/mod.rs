@@ -1,0 +1,4 @@
+//! Accounts: the identifiers a person signs in with, creating people, and
+//! (in later issues) registration and self-service.
+pub mod identifiers;
+pub mod users;

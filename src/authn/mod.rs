@@ -1,0 +1,3 @@
+//! How a person proves who they are, and the SSO session that remembers it.
+pub mod password;
+pub mod session;

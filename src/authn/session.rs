@@ -1,0 +1,156 @@
+//! SSO sessions: a durable row per browser sign-in, cached in the ephemeral
+//! store. The browser holds a random cookie; the database holds its SHA-256,
+//! so a leaked table cannot be replayed as cookies.
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::random;
+use crate::error::Result;
+use crate::realm::cache::Realm;
+use crate::state::AppState;
+use crate::store::{now, sessions};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SsoSession {
+    /// Also the `sid` claim: it names the session, it does not open it.
+    pub id: String,
+    pub realm: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    /// Portals that took part (for logout).
+    pub clients: Vec<String>,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub ended: bool,
+}
+
+/// Cached sessions are re-read from the database at least this often.
+const CACHE_SECS: u64 = 60;
+/// `last_seen_at` is written at most this often per session.
+const TOUCH_SECS: i64 = 60;
+
+fn cache_key(realm: &str, token_hash: &str) -> String {
+    format!("sess:{realm}:{token_hash}")
+}
+
+/// The cookie name: per realm, `__Host-` over https.
+pub fn cookie_name(realm: &str, https: bool) -> String {
+    if https { format!("__Host-civid-{realm}") } else { format!("civid-{realm}") }
+}
+
+fn from_record(r: sessions::SessionRecord) -> SsoSession {
+    SsoSession {
+        amr: serde_json::from_str(&r.amr).unwrap_or_default(),
+        clients: serde_json::from_str(&r.clients).unwrap_or_default(),
+        id: r.id,
+        realm: r.realm,
+        user_id: r.user_id,
+        auth_time: r.auth_time,
+        acr: r.acr,
+        last_seen_at: r.last_seen_at,
+        expires_at: r.expires_at,
+        ended: r.ended_at.is_some(),
+    }
+}
+
+/// Starts a session after a successful sign-in; returns the cookie value.
+pub async fn create(
+    state: &AppState,
+    realm: &Realm,
+    user_id: &str,
+    amr: Vec<String>,
+    acr: &str,
+) -> Result<(String, SsoSession)> {
+    let token = random::token(32)?;
+    let token_hash = random::sha256_b64(token.as_bytes());
+    let t = now();
+    let rec = sessions::SessionRecord {
+        id: random::token(16)?,
+        realm: realm.name.clone(),
+        user_id: user_id.to_string(),
+        token_hash: token_hash.clone(),
+        auth_time: t,
+        amr: serde_json::to_string(&amr).unwrap_or_else(|_| "[]".into()),
+        acr: acr.to_string(),
+        clients: "[]".into(),
+        created_at: t,
+        last_seen_at: t,
+        expires_at: t + realm.settings.session.absolute_secs as i64,
+        ended_at: None,
+        end_reason: None,
+    };
+    sessions::insert(&state.db, rec.clone()).await?;
+    let s = from_record(rec);
+    cache(state, &realm.name, &token_hash, &s).await;
+    Ok((token, s))
+}
+
+async fn cache(state: &AppState, realm: &str, token_hash: &str, s: &SsoSession) {
+    if let Ok(json) = serde_json::to_string(s)
+        && let Err(e) = state.eph.put(&cache_key(realm, token_hash), &json, CACHE_SECS).await
+    {
+        tracing::warn!("session cache write failed: {e}");
+    }
+}
+
+/// The live session the browser's cookie names, if any.
+pub async fn current(state: &AppState, realm: &Realm, cookie: &str) -> Result<Option<(String, SsoSession)>> {
+    if cookie.is_empty() || cookie.len() > 100 {
+        return Ok(None);
+    }
+    let token_hash = random::sha256_b64(cookie.as_bytes());
+    let key = cache_key(&realm.name, &token_hash);
+    // The cache is an optimisation: when it is unreachable, the database answers.
+    let cached = match state.eph.get(&key).await {
+        Ok(v) => v.and_then(|j| serde_json::from_str::<SsoSession>(&j).ok()),
+        Err(_) => None,
+    };
+    let mut s = match cached {
+        Some(s) => s,
+        None => match sessions::by_token_hash(&state.db, &realm.name, &token_hash).await? {
+            Some(r) => {
+                let s = from_record(r);
+                cache(state, &realm.name, &token_hash, &s).await;
+                s
+            }
+            None => return Ok(None),
+        },
+    };
+    let t = now();
+    if s.ended || s.expires_at <= t || s.last_seen_at + realm.settings.session.idle_secs as i64 <= t {
+        return Ok(None);
+    }
+    if t - s.last_seen_at >= TOUCH_SECS {
+        s.last_seen_at = t;
+        sessions::touch(&state.db, &realm.name, &s.id, t).await?;
+        cache(state, &realm.name, &token_hash, &s).await;
+    }
+    Ok(Some((token_hash, s)))
+}
+
+/// Records that a portal took part in the session.
+pub async fn add_client(
+    state: &AppState,
+    realm: &Realm,
+    token_hash: &str,
+    s: &mut SsoSession,
+    client_id: &str,
+) -> Result<()> {
+    if s.clients.iter().any(|c| c == client_id) {
+        return Ok(());
+    }
+    s.clients.push(client_id.to_string());
+    let clients = serde_json::to_string(&s.clients).unwrap_or_else(|_| "[]".into());
+    sessions::set_clients(&state.db, &realm.name, &s.id, clients, now()).await?;
+    cache(state, &realm.name, token_hash, s).await;
+    Ok(())
+}
+
+/// Whether a session (by id) is still live: tokens are only issued for one.
+pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Result<bool> {
+    let t = now();
+    Ok(sessions::get(&state.db, &realm.name, session_id).await?.is_some_and(|r| {
+        r.ended_at.is_none() && r.expires_at > t && r.last_seen_at + realm.settings.session.idle_secs as i64 > t
+    }))
+}

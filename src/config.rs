@@ -1,0 +1,100 @@
+//! Settings, read once at start: built-in defaults < `config/civid.toml` (or
+//! the file given with `--config`) < `CIVID_*` environment variables, nested
+//! keys joined by `__`. The defaults need no file: SQLite under `./data/`, the
+//! in-process ephemeral store, a key-encryption key under `./keys/`.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address and port of the public listener.
+    pub listen: SocketAddr,
+    /// The URL citizens and portals reach civid at; issuers are
+    /// `{public_url}/realms/{realm}`. Empty: `http://{listen}`.
+    pub public_url: String,
+    /// sea-orm URL: `sqlite://data/civid.db?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// Maximum connections in the database pool.
+    pub database_max_connections: u32,
+    /// `redis://host:port/db`; empty: the in-process ephemeral store (one node only).
+    pub redis_url: String,
+    /// Key-encryption key, base64 (32 bytes). Prefer `kek_file` in production.
+    pub kek: String,
+    /// File holding the base64 key-encryption key.
+    pub kek_file: String,
+    /// Where a development KEK is generated when none is configured.
+    pub keys_dir: PathBuf,
+    /// Realm files applied at start (`civid realm apply` applies them on demand).
+    pub realms_dir: PathBuf,
+    /// Apply `realms_dir` when the server starts.
+    pub apply_realms_on_start: bool,
+    /// Run database migrations when the server starts.
+    pub migrate_on_start: bool,
+    /// How often (seconds) a node checks whether realms, clients or keys changed.
+    pub cache_refresh_secs: u64,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            database_url: "sqlite://data/civid.db?mode=rwc".into(),
+            database_max_connections: 16,
+            redis_url: String::new(),
+            kek: String::new(),
+            kek_file: String::new(),
+            keys_dir: PathBuf::from("keys"),
+            realms_dir: PathBuf::from("config/realms"),
+            apply_realms_on_start: true,
+            migrate_on_start: true,
+            cache_refresh_secs: 2,
+            log_format: "text".into(),
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings. `file` is an explicit `--config`; without it
+    /// `config/civid.toml` is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(format!("configuration file {} does not exist", path.display()));
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => fig = fig.merge(Toml::file("config/civid.toml")),
+        }
+        // Test-suite variables share the prefix; they are not settings.
+        fig = fig.merge(Env::prefixed("CIVID_").split("__").filter(|k| !k.as_str().starts_with("test_")));
+        let mut s: Settings = fig.extract().map_err(|e| format!("configuration: {e}"))?;
+        s.public_url = s.public_url.trim_end_matches('/').to_string();
+        if s.public_url.is_empty() {
+            s.public_url = format!("http://{}", s.listen);
+        }
+        url::Url::parse(&s.public_url)
+            .map_err(|e| format!("configuration: public_url {:?} is not a URL: {e}", s.public_url))?;
+        Ok(s)
+    }
+
+    pub fn https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{}", self.public_url, realm)
+    }
+}

@@ -1,0 +1,344 @@
+//! Browser-facing flow: the authorization endpoint, the sign-in page and the
+//! consent page. Every form carries a CSRF token bound to the browser's
+//! binding cookie; every error is a localized page unless the client and
+//! redirect URI are known good.
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use minijinja::context;
+
+use super::{ClientIp, PageError, cookies, form_pairs, locale, query_pairs};
+use crate::audit;
+use crate::authn::password::{self, Outcome};
+use crate::authn::session::{self, SsoSession};
+use crate::crypto::random;
+use crate::error::Error;
+use crate::oidc::authorize::{self, Rejection};
+use crate::oidc::flow::{self, LoginTx, Next};
+use crate::realm::cache::Realm;
+use crate::state::SharedState;
+use crate::web::Locale;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/realms/{realm}/authorize", get(authorize_get).post(authorize_post))
+        .route("/realms/{realm}/login", get(login_page).post(login_submit))
+        .route("/realms/{realm}/login/cancel", post(cancel))
+        .route("/realms/{realm}/consent", get(consent_page).post(consent_submit))
+}
+
+type PageResult = Result<Response, PageError>;
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn with_cookie(mut r: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn realm_or_page(state: &SharedState, name: &str, loc: Locale) -> Result<Arc<Realm>, PageError> {
+    super::realm(state, name).map_err(|e| PageError(e, loc))
+}
+
+/// The browser's live session in this realm, if any.
+async fn current_session(
+    state: &SharedState,
+    r: &Realm,
+    headers: &HeaderMap,
+) -> Result<Option<(String, SsoSession)>, Error> {
+    match cookies::get(headers, &session::cookie_name(&r.name, state.settings.https())) {
+        Some(c) => session::current(state, r, &c).await,
+        None => Ok(None),
+    }
+}
+
+fn respond(r: &Realm, next: Next) -> Response {
+    no_store(match next {
+        Next::Login { tx } => Redirect::to(&format!("/realms/{}/login?tx={tx}", r.name)).into_response(),
+        Next::Consent { tx } => Redirect::to(&format!("/realms/{}/consent?tx={tx}", r.name)).into_response(),
+        Next::Redirect(url) => Redirect::to(&url).into_response(),
+    })
+}
+
+async fn authorize_get(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    authorize(state, name, params, headers).await
+}
+
+async fn authorize_post(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    authorize(state, name, form_pairs(&body), headers).await
+}
+
+async fn authorize(state: SharedState, name: String, params: Vec<(String, String)>, headers: HeaderMap) -> PageResult {
+    let ui = params.iter().find(|(k, _)| k == "ui_locales").map(|(_, v)| v.as_str());
+    let loc = locale(&headers, ui);
+    let r = realm_or_page(&state, &name, loc)?;
+    let req = match authorize::parse(&r, &params) {
+        Ok(req) => req,
+        Err(Rejection::Page(e)) => return Err(PageError(e, loc)),
+        Err(Rejection::Redirect { redirect_uri, state: st, error, description }) => {
+            let url = authorize::error_redirect(&r.issuer, &redirect_uri, st.as_deref(), error, &description);
+            return Ok(no_store(Redirect::to(&url).into_response()));
+        }
+    };
+    let https = state.settings.https();
+    let bind_name = cookies::binding_name(https);
+    let (binding, new_binding) = match cookies::get(&headers, bind_name).filter(|b| b.len() >= 16 && b.len() <= 64) {
+        Some(b) => (b, false),
+        None => (random::token(16).map_err(|e| PageError(e.into(), loc))?, true),
+    };
+    let sess = current_session(&state, &r, &headers).await.map_err(|e| PageError(e, loc))?;
+    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None };
+    let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
+    let resp = respond(&r, next);
+    Ok(if new_binding { with_cookie(resp, &cookies::set(bind_name, &binding, https, None)) } else { resp })
+}
+
+struct TxCtx {
+    realm: Arc<Realm>,
+    tx: LoginTx,
+    tx_id: String,
+    binding: String,
+    loc: Locale,
+}
+
+/// Loads the transaction named in the request, for this browser only.
+async fn load_tx(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+    tx_id: Option<&str>,
+    ui: Option<&str>,
+) -> Result<TxCtx, PageError> {
+    let loc0 = locale(headers, ui);
+    let r = realm_or_page(state, name, loc0)?;
+    let expired = |loc| PageError(Error::page(400, "error.expired"), loc);
+    let binding = cookies::get(headers, cookies::binding_name(state.settings.https())).ok_or_else(|| expired(loc0))?;
+    let tx_id = tx_id.ok_or_else(|| expired(loc0))?.to_string();
+    let tx = flow::load_tx(state, &r, &tx_id, &binding)
+        .await
+        .map_err(|e| PageError(e, loc0))?
+        .ok_or_else(|| expired(loc0))?;
+    let loc = locale(headers, ui.or(tx.request.ui_locales.as_deref()));
+    Ok(TxCtx { realm: r, tx, tx_id, binding, loc })
+}
+
+fn switch_url(path: &str, tx: &str, loc: Locale) -> String {
+    let other = if loc == Locale::ZhCn { "en" } else { "zh-CN" };
+    format!("{path}?tx={tx}&ui_locales={other}")
+}
+
+fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
+    match r.clients.get(client_id) {
+        Some(c) if loc == Locale::En && !c.settings.name_en.is_empty() => c.settings.name_en.clone(),
+        Some(c) if !c.settings.name.is_empty() => c.settings.name.clone(),
+        _ => client_id.to_string(),
+    }
+}
+
+fn realm_name(r: &Realm, loc: Locale) -> String {
+    match loc {
+        Locale::En if !r.settings.display_name_en.is_empty() => r.settings.display_name_en.clone(),
+        _ if !r.settings.display_name.is_empty() => r.settings.display_name.clone(),
+        _ => r.name.clone(),
+    }
+}
+
+fn login_form(state: &SharedState, c: &TxCtx, identifier: &str, error: Option<&str>) -> Response {
+    let path = format!("/realms/{}/login", c.realm.name);
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        action => path.clone(),
+        cancel_action => format!("/realms/{}/login/cancel", c.realm.name),
+        csrf => state.secrets.csrf_token(&c.binding, &format!("login:{}", c.tx_id)),
+        tx => c.tx_id.clone(),
+        identifier => identifier,
+        error => error,
+        switch_url => switch_url(&path, &c.tx_id, c.loc),
+    };
+    no_store(Html(super::render("login.html", c.loc, ctx)).into_response())
+}
+
+async fn login_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    let hint = c.tx.request.login_hint.clone().unwrap_or_default();
+    Ok(login_form(&state, &c, &hint, None))
+}
+
+fn form_get<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// Loads the transaction of a submitted form and checks its CSRF token.
+async fn submitted(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    purpose: &str,
+) -> Result<TxCtx, PageError> {
+    let c = load_tx(state, name, headers, form_get(form, "tx"), None).await?;
+    let token = form_get(form, "csrf").unwrap_or_default();
+    if !state.secrets.csrf_ok(&c.binding, &format!("{purpose}:{}", c.tx_id), token) {
+        return Err(PageError(Error::page(403, "error.csrf"), c.loc));
+    }
+    Ok(c)
+}
+
+async fn login_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let mut c = submitted(&state, &name, &headers, &form, "login").await?;
+    let identifier = form_get(&form, "identifier").unwrap_or_default().trim().to_string();
+    let secret = form_get(&form, "password").unwrap_or_default().to_string();
+    if identifier.is_empty() || secret.is_empty() || identifier.len() > 320 || secret.len() > 1024 {
+        return Ok(login_form(&state, &c, &identifier, Some("login.error.required")));
+    }
+    let r = c.realm.clone();
+    let outcome =
+        password::authenticate(&state, &r.name, &identifier, secret).await.map_err(|e| PageError(e, c.loc))?;
+    let client_id = c.tx.request.client_id.clone();
+    let user_id = match outcome {
+        Outcome::Failure { reason, user_id } => {
+            let mut ev = audit::Event::new(&r.name, "signin.password", "failure")
+                .client(&client_id)
+                .ip(ip.as_deref())
+                .detail(serde_json::json!({ "reason": reason }));
+            if let Some(u) = user_id.as_deref() {
+                ev = ev.actor(u);
+            }
+            audit::record(&state, ev).await;
+            return Ok(login_form(&state, &c, &identifier, Some("login.error.invalid")));
+        }
+        Outcome::Success { user_id } => user_id,
+    };
+    let (cookie, sess) =
+        session::create(&state, &r, &user_id, vec!["pwd".into()], "L2").await.map_err(|e| PageError(e, c.loc))?;
+    crate::store::users::touch_login(&state.db, &r.name, &user_id).await.map_err(|e| PageError(e.into(), c.loc))?;
+    audit::record(
+        &state,
+        audit::Event::new(&r.name, "signin.password", "success")
+            .actor(&user_id)
+            .client(&client_id)
+            .ip(ip.as_deref())
+            .detail(serde_json::json!({ "sid": sess.id })),
+    )
+    .await;
+    c.tx.fresh_session = Some(sess.id.clone());
+    let token_hash = random::sha256_b64(cookie.as_bytes());
+    let next = flow::proceed(&state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    let https = state.settings.https();
+    Ok(with_cookie(respond(&r, next), &cookies::set(&session::cookie_name(&r.name, https), &cookie, https, None)))
+}
+
+async fn cancel(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let c = submitted(&state, &name, &headers, &form, "login").await?;
+    flow::end_tx(&state, &c.realm, &c.tx_id).await.map_err(|e| PageError(e, c.loc))?;
+    Ok(respond(
+        &c.realm,
+        flow::to_client_error(&c.realm, &c.tx.request, "access_denied", "the person cancelled the sign-in"),
+    ))
+}
+
+async fn consent_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    if current_session(&state, &c.realm, &headers).await.map_err(|e| PageError(e, c.loc))?.is_none() {
+        return Err(PageError(Error::page(400, "error.expired"), c.loc));
+    }
+    let client = c.realm.clients.get(&c.tx.request.client_id);
+    let path = format!("/realms/{}/consent", c.realm.name);
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        client_uri => client.map(|c| c.settings.client_uri.clone()).filter(|u| !u.is_empty()),
+        scopes => crate::oidc::scopes(&c.tx.request.scope),
+        action => path.clone(),
+        csrf => state.secrets.csrf_token(&c.binding, &format!("consent:{}", c.tx_id)),
+        tx => c.tx_id.clone(),
+        switch_url => switch_url(&path, &c.tx_id, c.loc),
+    };
+    Ok(no_store(Html(super::render("consent.html", c.loc, ctx)).into_response()))
+}
+
+async fn consent_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let c = submitted(&state, &name, &headers, &form, "consent").await?;
+    let Some((token_hash, mut sess)) =
+        current_session(&state, &c.realm, &headers).await.map_err(|e| PageError(e, c.loc))?
+    else {
+        return Err(PageError(Error::page(400, "error.expired"), c.loc));
+    };
+    if form_get(&form, "decision") != Some("allow") {
+        flow::end_tx(&state, &c.realm, &c.tx_id).await.map_err(|e| PageError(e, c.loc))?;
+        audit::record(
+            &state,
+            audit::Event::new(&c.realm.name, "consent.denied", "success")
+                .actor(&sess.user_id)
+                .client(&c.tx.request.client_id)
+                .ip(ip.as_deref()),
+        )
+        .await;
+        return Ok(respond(
+            &c.realm,
+            flow::to_client_error(&c.realm, &c.tx.request, "access_denied", "the person declined"),
+        ));
+    }
+    let next = flow::consent_given(&state, &c.realm, &c.tx, &c.tx_id, &token_hash, &mut sess, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    Ok(respond(&c.realm, next))
+}

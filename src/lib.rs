@@ -1,0 +1,18 @@
+//! civid: a unified identity provider for a city's government online
+//! services, speaking OpenID Connect. See docs/ARCHITECTURE.md for the map.
+pub mod account;
+pub mod audit;
+pub mod authn;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod oidc;
+pub mod realm;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod web;
+
+pub use http::app;

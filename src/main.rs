@@ -1,0 +1,434 @@
+//! The `civid` command: `serve`, `migrate`, `realm apply`, `keys`, `user`,
+//! `client`. Every command reads the same settings as the server and works
+//! on the same database, before or while the server runs.
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use civid::account::identifiers::Identifier;
+use civid::account::users::{self, NewUser, Profile};
+use civid::config::Settings;
+use civid::crypto::keys::Alg;
+use civid::crypto::random;
+use civid::realm::cache::format_secret_hash;
+use civid::realm::model::{AuthMethod, ClientSettings, RealmSettings};
+use civid::server::{self, StartOptions};
+use civid::{realm, secrets, store};
+
+#[derive(Parser)]
+#[command(name = "civid", version, about = "Unified identity provider (OpenID Connect) for a city's online services")]
+struct Cli {
+    /// Settings file (default: config/civid.toml when present). Every key
+    /// can also be set as CIVID_<KEY>.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Do not run database migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+        /// Do not apply the realm files at start.
+        #[arg(long)]
+        no_apply: bool,
+    },
+    /// Run database migrations.
+    Migrate,
+    /// Realms declared as files.
+    Realm {
+        #[command(subcommand)]
+        command: RealmCmd,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
+    /// People.
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
+    /// Relying portals.
+    Client {
+        #[command(subcommand)]
+        command: ClientCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RealmCmd {
+    /// Show the difference between realm files and the database, and apply it.
+    Apply {
+        /// A directory of realm files, or one file.
+        path: PathBuf,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Publish new keys now; they sign after the realm's lead time.
+    Rotate {
+        #[arg(long)]
+        realm: String,
+        /// Algorithms to rotate (default: all).
+        #[arg(long = "alg")]
+        algs: Vec<String>,
+        /// Seconds before the new keys sign (default: the realm's setting).
+        #[arg(long)]
+        lead: Option<u64>,
+    },
+    /// List a realm's keys.
+    List {
+        #[arg(long)]
+        realm: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a person who signs in with any of the identifiers given.
+    Add {
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Register a portal; prints its secret once.
+    Add {
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (native or browser app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
+        /// client_secret_basic (default), client_secret_post, private_key_jwt, none.
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// For private_key_jwt: the client's JWKS URI.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Skip the consent page (portals the city itself runs).
+        #[arg(long)]
+        first_party: bool,
+        /// Also allow client_credentials.
+        #[arg(long)]
+        client_credentials: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("civid: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    match run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("civid: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CIVID_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// For commands that change what servers cache: connect, and afterwards
+/// tell running nodes (through Redis when configured; otherwise they see
+/// the change at their next poll).
+struct Ops {
+    settings: Settings,
+    db: store::Db,
+}
+
+impl Ops {
+    async fn open(settings: Settings) -> Result<Ops, String> {
+        server::install_crypto_provider();
+        let db = store::connect(&settings.database_url, 2)
+            .await
+            .map_err(|e| format!("database {}: {e}", server::redact(&settings.database_url)))?;
+        store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+        Ok(Ops { settings, db })
+    }
+
+    async fn secrets(&self) -> Result<secrets::Secrets, String> {
+        secrets::load(&self.settings, &self.db).await.map(|(s, _)| s)
+    }
+
+    async fn announce(&self, realm: &str) {
+        if self.settings.redis_url.is_empty() {
+            return;
+        }
+        match server::connect_ephemeral(&self.settings).await {
+            Ok(e) => {
+                if let Err(err) = e.publish_invalidation(realm).await {
+                    eprintln!("note: could not notify running nodes ({err}); they will notice within seconds");
+                }
+            }
+            Err(err) => eprintln!("note: {err}; running nodes will notice within seconds"),
+        }
+    }
+
+    async fn realm_settings(&self, realm: &str) -> Result<RealmSettings, String> {
+        let rec = store::realms::realm_get(&self.db, realm)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no realm {realm:?} (apply its realm file first)"))?;
+        serde_json::from_str(&rec.settings).map_err(|e| format!("realm {realm}: {e}"))
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    match command {
+        Command::Serve { no_migrate, no_apply } => serve(settings, !no_migrate, !no_apply).await,
+        Command::Migrate => {
+            Ops::open(settings).await?;
+            println!("migrations are up to date");
+            Ok(())
+        }
+        Command::Realm { command: RealmCmd::Apply { path, dry_run } } => {
+            let ops = Ops::open(settings).await?;
+            let decls = realm::file::load(&path)?;
+            if !dry_run {
+                // Keys are wrapped by the KEK: make sure it is the right one first.
+                ops.secrets().await?;
+            }
+            let changes = realm::apply::apply(&ops.db, &decls, dry_run).await?;
+            if changes.is_empty() {
+                println!("no changes");
+            }
+            for c in &changes {
+                println!("{c}");
+            }
+            if !dry_run {
+                let secrets = ops.secrets().await?;
+                for d in &decls {
+                    for k in realm::keys::ensure(&ops.db, &secrets.kek, &d.name).await? {
+                        println!("realm {}: generated signing key {k}", d.name);
+                    }
+                    ops.announce(&d.name).await;
+                }
+            } else if !changes.is_empty() {
+                println!("(dry run: nothing applied)");
+            }
+            Ok(())
+        }
+        Command::Keys { command: KeysCmd::Rotate { realm: name, algs, lead } } => {
+            let ops = Ops::open(settings).await?;
+            let rs = ops.realm_settings(&name).await?;
+            let secrets = ops.secrets().await?;
+            let algs: Vec<Alg> = if algs.is_empty() {
+                realm::keys::ALGS.to_vec()
+            } else {
+                algs.iter()
+                    .map(|a| a.parse::<Alg>().map_err(|_| format!("unknown algorithm {a:?} (RS256, ES256, EdDSA)")))
+                    .collect::<Result<_, _>>()?
+            };
+            for line in realm::keys::rotate(&ops.db, &secrets.kek, &name, &rs, &algs, lead).await? {
+                println!("{line}");
+            }
+            civid::audit::append(&ops.db, civid::audit::Event::new(&name, "keys.rotated", "success").actor("cli"))
+                .await;
+            ops.announce(&name).await;
+            Ok(())
+        }
+        Command::Keys { command: KeysCmd::List { realm: name } } => {
+            let ops = Ops::open(settings).await?;
+            let t = store::now();
+            for k in store::realms::keys_of(&ops.db, &name).await.map_err(|e| e.to_string())? {
+                let status = match (k.retire_at, k.expire_at) {
+                    _ if k.activate_at > t => "published, not yet signing",
+                    (Some(r), _) if r <= t && k.expire_at.is_some_and(|e| e <= t) => "expired",
+                    (Some(r), _) if r <= t => "retired, still published",
+                    _ => "signing",
+                };
+                println!("{}  {:<6} {}  activates {}", k.kid, k.alg, status, realm::keys::fmt_time(k.activate_at));
+            }
+            Ok(())
+        }
+        Command::User {
+            command: UserCmd::Add { realm: name, phone, email, username, name: display, password_stdin },
+        } => {
+            let ops = Ops::open(settings).await?;
+            ops.realm_settings(&name).await?;
+            let secrets = ops.secrets().await?;
+            let mut identifiers = Vec::new();
+            if let Some(p) = phone {
+                identifiers.push(Identifier::phone(&p).ok_or_else(|| {
+                    format!("--phone {p:?} is not a mainland mobile number (11 digits starting 13-19)")
+                })?);
+            }
+            if let Some(e) = email {
+                identifiers
+                    .push(Identifier::email(&e).ok_or_else(|| format!("--email {e:?} is not an email address"))?);
+            }
+            if let Some(u) = username {
+                identifiers.push(
+                    Identifier::username(&u)
+                        .ok_or_else(|| format!("--username {u:?}: 3-32 letters, digits, '.', '_' or '-'"))?,
+                );
+            }
+            if identifiers.is_empty() {
+                return Err("give at least one of --phone, --email, --username".into());
+            }
+            let password = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password: {e}"))?;
+                let pw = s.lines().next().unwrap_or_default().to_string();
+                if pw.chars().count() < 8 {
+                    return Err("the password must have at least 8 characters".into());
+                }
+                Some(pw)
+            } else {
+                None
+            };
+            let id = users::create(
+                &ops.db,
+                &secrets,
+                &name,
+                NewUser { identifiers, password, profile: Profile { name: display } },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            civid::audit::append(
+                &ops.db,
+                civid::audit::Event::new(&name, "user.created", "success")
+                    .actor("cli")
+                    .detail(serde_json::json!({ "user": id })),
+            )
+            .await;
+            println!("created user {id} in realm {name}");
+            Ok(())
+        }
+        Command::Client {
+            command:
+                ClientCmd::Add {
+                    realm: name,
+                    client_id,
+                    redirect_uris,
+                    public,
+                    auth_method,
+                    jwks_uri,
+                    name: display,
+                    first_party,
+                    client_credentials,
+                },
+        } => {
+            let ops = Ops::open(settings).await?;
+            ops.realm_settings(&name).await?;
+            let method = match (public, auth_method.as_deref()) {
+                (true, None | Some("none")) => AuthMethod::None,
+                (true, Some(m)) => return Err(format!("a public client authenticates with none, not {m}")),
+                (false, None) => AuthMethod::ClientSecretBasic,
+                (false, Some(m)) => AuthMethod::parse(m)
+                    .ok_or_else(|| format!("unknown --auth-method {m:?} ({})", AuthMethod::ALL.join(", ")))?,
+            };
+            let mut cs = ClientSettings {
+                name: display.unwrap_or_default(),
+                redirect_uris,
+                token_endpoint_auth_method: method,
+                jwks_uri,
+                first_party,
+                ..Default::default()
+            };
+            if client_credentials {
+                cs.grant_types.push("client_credentials".into());
+            }
+            cs.validate()?;
+            if store::realms::client_get(&ops.db, &name, &client_id).await.map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("client {client_id:?} already exists in realm {name}"));
+            }
+            let secret = match method {
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+                    Some(random::token(32).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let hash = secret.as_ref().map(|s| format_secret_hash(&random::sha256(s.as_bytes())));
+            let json = serde_json::to_string(&cs).map_err(|e| e.to_string())?;
+            store::realms::client_insert(&ops.db, &name, &client_id, json, hash, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            civid::audit::append(
+                &ops.db,
+                civid::audit::Event::new(&name, "client.created", "success").actor("cli").client(&client_id),
+            )
+            .await;
+            ops.announce(&name).await;
+            println!("created client {client_id} in realm {name} ({})", method.as_str());
+            if let Some(s) = secret {
+                println!("client secret (shown once, store it now): {s}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings, migrate: bool, apply: bool) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let listen = settings.listen;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let state = server::prepare(settings, StartOptions { migrate, apply_realms: apply, verbose: true }).await?;
+    println!("civid listening on http://{listen} (public URL {})", state.settings.public_url);
+    for name in {
+        let mut n = state.realms.names();
+        n.sort();
+        n
+    } {
+        if let Some(r) = state.realms.get(&name) {
+            println!("realm {name}: issuer {}", r.issuer);
+            let mut clients: Vec<&String> = r.clients.keys().collect();
+            clients.sort();
+            for c in clients {
+                println!("  client {c}");
+            }
+        }
+    }
+    println!("ready in {} ms", started.elapsed().as_millis());
+    server::run(state, listener, server::shutdown_signal()).await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,30 @@
+//! Which claims a portal sees: the realm maps scopes to claims; the values
+//! come from the person's (sealed) attributes.
+use serde_json::{Map, Value, json};
+
+use crate::account::users::Attributes;
+use crate::realm::cache::Realm;
+
+pub fn for_scopes(realm: &Realm, scope: &str, sub: &str, a: &Attributes) -> Value {
+    let mut out = Map::new();
+    out.insert("sub".into(), json!(sub));
+    for s in super::scopes(scope) {
+        let Some(mapping) = realm.settings.scopes.get(&s) else { continue };
+        for claim in &mapping.claims {
+            let v = match claim.as_str() {
+                "name" => a.profile.name.as_ref().map(|n| json!(n)),
+                "preferred_username" => a.username.as_ref().map(|u| json!(u)),
+                "updated_at" => Some(json!(a.updated_at)),
+                "email" => a.email.as_ref().map(|(e, _)| json!(e)),
+                "email_verified" => a.email.as_ref().map(|(_, v)| json!(v)),
+                "phone_number" => a.phone.as_ref().map(|(p, _)| json!(p)),
+                "phone_number_verified" => a.phone.as_ref().map(|(_, v)| json!(v)),
+                _ => None,
+            };
+            if let Some(v) = v {
+                out.insert(claim.clone(), v);
+            }
+        }
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,267 @@
+//! The authorization flow after a request is accepted: does the person need
+//! to sign in, or to consent, or can the portal have its code now? A login
+//! transaction carries the request across the sign-in and consent pages; it
+//! is bound to the browser that started it.
+use serde::{Deserialize, Serialize};
+
+use crate::audit;
+use crate::authn::session::{self, SsoSession};
+use crate::crypto::random;
+use crate::error::{Error, Result};
+use crate::oidc::authorize::{AuthRequest, error_redirect};
+use crate::oidc::redirect;
+use crate::oidc::tokens::AuthContext;
+use crate::realm::cache::{Client, Realm};
+use crate::realm::model::SubjectType;
+use crate::state::AppState;
+use crate::store::{grants, now};
+
+/// A sign-in in progress: lives 30 minutes in the ephemeral store.
+const TX_SECS: u64 = 1800;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginTx {
+    pub request: AuthRequest,
+    /// The browser binding cookie of whoever started it.
+    pub binding: String,
+    /// Set when the person signed in within this transaction, which
+    /// satisfies `prompt=login` and `max_age`.
+    pub fresh_session: Option<String>,
+}
+
+pub enum Next {
+    Login { tx: String },
+    Consent { tx: String },
+    Redirect(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeData {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub resource: Option<String>,
+    pub ctx: AuthContext,
+}
+
+fn tx_key(realm: &str, id: &str) -> String {
+    format!("tx:{realm}:{id}")
+}
+
+pub fn code_key(realm: &str, code: &str) -> String {
+    format!("code:{realm}:{}", random::sha256_b64(code.as_bytes()))
+}
+
+pub async fn save_tx(state: &AppState, realm: &Realm, tx: &LoginTx, id: Option<&str>) -> Result<String> {
+    let id = match id {
+        Some(i) => i.to_string(),
+        None => random::token(16)?,
+    };
+    let json = serde_json::to_string(tx).map_err(|e| Error::internal(e.to_string()))?;
+    state.eph.put(&tx_key(&realm.name, &id), &json, TX_SECS).await?;
+    Ok(id)
+}
+
+/// The transaction, if it exists and belongs to this browser.
+pub async fn load_tx(state: &AppState, realm: &Realm, id: &str, binding: &str) -> Result<Option<LoginTx>> {
+    if id.is_empty() || id.len() > 64 {
+        return Ok(None);
+    }
+    let Some(json) = state.eph.get(&tx_key(&realm.name, id)).await? else {
+        return Ok(None);
+    };
+    let tx: LoginTx = serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(random::ct_eq(tx.binding.as_bytes(), binding.as_bytes()).then_some(tx))
+}
+
+pub async fn end_tx(state: &AppState, realm: &Realm, id: &str) -> Result<()> {
+    state.eph.delete(&tx_key(&realm.name, id)).await?;
+    Ok(())
+}
+
+fn client_of<'a>(realm: &'a Realm, req: &AuthRequest) -> Result<&'a std::sync::Arc<Client>> {
+    realm.client(&req.client_id).ok_or_else(|| Error::page(400, "error.unknown_client"))
+}
+
+pub fn to_client_error(realm: &Realm, req: &AuthRequest, error: &str, description: &str) -> Next {
+    Next::Redirect(error_redirect(&realm.issuer, &req.redirect_uri, req.state.as_deref(), error, description))
+}
+
+/// The subject identifier the client sees for a person.
+pub fn subject_for(state: &AppState, realm: &Realm, client: &Client, user_id: &str) -> String {
+    match client.settings.subject_type {
+        SubjectType::Public => user_id.to_string(),
+        SubjectType::Pairwise => {
+            state.secrets.pairwise_subject(&realm.name, &client.settings.sector(&client.client_id), user_id)
+        }
+    }
+}
+
+/// Decides the next step for an accepted request. `session` is the
+/// browser's live session; `tx_id` is set when resuming a transaction.
+pub async fn proceed(
+    state: &AppState,
+    realm: &Realm,
+    tx: LoginTx,
+    tx_id: Option<&str>,
+    session: Option<(String, SsoSession)>,
+) -> Result<Next> {
+    let req = &tx.request;
+    let client = client_of(realm, req)?;
+    let fresh = session.as_ref().is_some_and(|(_, s)| tx.fresh_session.as_deref() == Some(s.id.as_str()));
+    let needs_login = match &session {
+        None => true,
+        Some((_, s)) => {
+            !fresh
+                && (req.prompts("login")
+                    || req.max_age.is_some_and(|m| now() - s.auth_time > m)
+                    || s.user_id.is_empty())
+        }
+    };
+    if needs_login {
+        if req.prompts("none") {
+            return Ok(to_client_error(realm, req, "login_required", "the person is not signed in"));
+        }
+        let id = save_tx(state, realm, &tx, tx_id).await?;
+        return Ok(Next::Login { tx: id });
+    }
+    let Some((token_hash, mut s)) = session else {
+        return Err(Error::internal("session vanished"));
+    };
+    let grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
+    let covered = grant.as_ref().is_some_and(|g| {
+        let have = super::scopes(&g.scopes);
+        super::scopes(&req.scope).iter().all(|x| have.contains(x))
+    });
+    let needs_consent = (req.prompts("consent") && tx_id.is_none()) || (!client.settings.first_party && !covered);
+    if needs_consent {
+        if req.prompts("none") {
+            return Ok(to_client_error(realm, req, "consent_required", "the person has not consented"));
+        }
+        let id = save_tx(state, realm, &tx, tx_id).await?;
+        return Ok(Next::Consent { tx: id });
+    }
+    let url = issue_code(state, realm, client, req, &token_hash, &mut s, grant).await?;
+    if let Some(id) = tx_id {
+        end_tx(state, realm, id).await?;
+    }
+    Ok(Next::Redirect(url))
+}
+
+/// Records consent and issues the code.
+pub async fn consent_given(
+    state: &AppState,
+    realm: &Realm,
+    tx: &LoginTx,
+    tx_id: &str,
+    token_hash: &str,
+    s: &mut SsoSession,
+    ip: Option<&str>,
+) -> Result<Next> {
+    let req = &tx.request;
+    let client = client_of(realm, req)?;
+    let mut grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
+    match &grant {
+        Some(g) => {
+            let mut have = super::scopes(&g.scopes);
+            for x in super::scopes(&req.scope) {
+                if !have.contains(&x) {
+                    have.push(x);
+                }
+            }
+            let joined = have.join(" ");
+            grants::set_scopes(&state.db, &realm.name, &g.id, &joined).await?;
+            if let Some(g) = grant.as_mut() {
+                g.scopes = joined;
+            }
+        }
+        None => grant = Some(create_grant(state, realm, client, &s.user_id, &req.scope).await?),
+    }
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "consent.given", "success")
+            .actor(&s.user_id)
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(serde_json::json!({ "scope": req.scope })),
+    )
+    .await;
+    let url = issue_code(state, realm, client, req, token_hash, s, grant).await?;
+    end_tx(state, realm, tx_id).await?;
+    Ok(Next::Redirect(url))
+}
+
+async fn create_grant(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    user_id: &str,
+    scope: &str,
+) -> Result<grants::GrantRecord> {
+    let t = now();
+    let g = grants::GrantRecord {
+        id: random::token(16)?,
+        realm: realm.name.clone(),
+        user_id: user_id.to_string(),
+        client_id: client.client_id.clone(),
+        subject: subject_for(state, realm, client, user_id),
+        scopes: scope.to_string(),
+        created_at: t,
+        updated_at: t,
+        revoked_at: None,
+    };
+    grants::insert(&state.db, g.clone()).await?;
+    Ok(g)
+}
+
+async fn issue_code(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    req: &AuthRequest,
+    token_hash: &str,
+    s: &mut SsoSession,
+    grant: Option<grants::GrantRecord>,
+) -> Result<String> {
+    let grant = match grant {
+        Some(g) => g,
+        // First-party clients need no consent, but still a grant.
+        None => create_grant(state, realm, client, &s.user_id, &req.scope).await?,
+    };
+    if req.code_challenge.is_none() {
+        audit::record(
+            state,
+            audit::Event::new(&realm.name, "pkce.exempted", "success").actor(&s.user_id).client(&client.client_id),
+        )
+        .await;
+    }
+    let code = random::token(32)?;
+    let data = CodeData {
+        client_id: client.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        scope: req.scope.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        resource: req.resource.clone(),
+        ctx: AuthContext {
+            user_id: s.user_id.clone(),
+            subject: grant.subject.clone(),
+            grant_id: grant.id.clone(),
+            session_id: Some(s.id.clone()),
+            auth_time: s.auth_time,
+            amr: s.amr.clone(),
+            acr: s.acr.clone(),
+        },
+    };
+    let json = serde_json::to_string(&data).map_err(|e| Error::internal(e.to_string()))?;
+    state.eph.put(&code_key(&realm.name, &code), &json, realm.settings.tokens.code_ttl_secs).await?;
+    session::add_client(state, realm, token_hash, s, &client.client_id).await?;
+    let mut params = vec![("code", code.as_str())];
+    if let Some(st) = req.state.as_deref() {
+        params.push(("state", st));
+    }
+    params.push(("iss", realm.issuer.as_str()));
+    Ok(redirect::with_params(&req.redirect_uri, &params))
+}

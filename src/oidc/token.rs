@@ -1,0 +1,294 @@
+//! The token endpoint's grants (RFC 6749 4.1.3, 6, 4.4; RFC 7636 4.6).
+//! Codes are single-use across nodes: a second redemption fails and revokes
+//! what the first issued. Refresh tokens rotate; presenting a used one
+//! revokes the whole grant (RFC 9700 4.14.2).
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::audit;
+use crate::authn::session;
+use crate::crypto::random;
+use crate::error::{Error, Result};
+use crate::oidc::flow::{CodeData, code_key};
+use crate::oidc::tokens::{self, AuthContext};
+use crate::realm::cache::{Client, Realm};
+use crate::state::AppState;
+use crate::store::{grants, now};
+
+#[derive(Serialize, Deserialize)]
+struct Redeemed {
+    family_id: String,
+    jti: String,
+    exp: i64,
+}
+
+fn param<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>> {
+    let mut it = form.iter().filter(|(k, _)| k == name);
+    let v = it.next().map(|(_, v)| v.as_str());
+    if it.next().is_some() {
+        return Err(Error::invalid_request(format!("{name} is repeated")));
+    }
+    Ok(v)
+}
+
+fn required<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str> {
+    param(form, name)?.filter(|v| !v.is_empty()).ok_or_else(|| Error::invalid_request(format!("{name} is required")))
+}
+
+pub async fn exchange(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    form: &[(String, String)],
+    ip: Option<&str>,
+) -> Result<Value> {
+    let grant_type = required(form, "grant_type")?;
+    if !["authorization_code", "refresh_token", "client_credentials"].contains(&grant_type) {
+        return Err(Error::oauth(400, "unsupported_grant_type", "grant_type is not supported"));
+    }
+    if !client.settings.allows_grant(grant_type) {
+        return Err(Error::unauthorized_client(format!("the client may not use {grant_type}")));
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(state, realm, client, form, ip).await,
+        "refresh_token" => refresh(state, realm, client, form, ip).await,
+        _ => client_credentials(state, realm, client, form, ip).await,
+    }
+}
+
+fn pkce_ok(challenge: &str, verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        && random::ct_eq(random::sha256_b64(verifier.as_bytes()).as_bytes(), challenge.as_bytes())
+}
+
+async fn authorization_code(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    form: &[(String, String)],
+    ip: Option<&str>,
+) -> Result<Value> {
+    let code = required(form, "code")?;
+    if code.len() > 200 {
+        return Err(Error::invalid_grant("unknown code"));
+    }
+    let key = code_key(&realm.name, code);
+    let Some(json) = state.eph.take(&key).await? else {
+        return Err(replayed_or_unknown(state, realm, &key, client, ip).await);
+    };
+    let data: CodeData = serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?;
+    if data.client_id != client.client_id {
+        return Err(Error::invalid_grant("the code was issued to another client"));
+    }
+    if param(form, "redirect_uri")? != Some(data.redirect_uri.as_str()) {
+        return Err(Error::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&data.code_challenge, param(form, "code_verifier")?) {
+        (Some(ch), Some(v)) if pkce_ok(ch, v) => {}
+        (Some(_), Some(_)) => return Err(Error::invalid_grant("code_verifier does not match code_challenge")),
+        (Some(_), None) => return Err(Error::invalid_grant("code_verifier is required")),
+        (None, Some(_)) => return Err(Error::invalid_grant("code_verifier sent but no code_challenge was")),
+        (None, None) => {}
+    }
+    if let Some(sid) = &data.ctx.session_id
+        && !session::is_live(state, realm, sid).await?
+    {
+        return Err(Error::invalid_grant("the sign-in session has ended"));
+    }
+    let family_id = random::token(16)?;
+    let out = issue(
+        state,
+        realm,
+        client,
+        &data.scope,
+        data.resource.as_deref(),
+        &data.ctx,
+        data.nonce.as_deref(),
+        &family_id,
+    )
+    .await?;
+    let marker = Redeemed { family_id, jti: out.1.jti.clone(), exp: out.1.exp };
+    let ttl = (realm.settings.tokens.access_token_ttl_secs).max(realm.settings.tokens.code_ttl_secs * 10);
+    if let Ok(m) = serde_json::to_string(&marker) {
+        state.eph.put(&format!("{key}:used"), &m, ttl).await?;
+    }
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "token.issued", "success")
+            .actor(&data.ctx.user_id)
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(json!({ "grant_type": "authorization_code", "scope": data.scope, "jti": marker.jti })),
+    )
+    .await;
+    Ok(out.0)
+}
+
+/// A code that is not there: unknown, expired, or already redeemed. In the
+/// last case what the first redemption issued is revoked.
+async fn replayed_or_unknown(state: &AppState, realm: &Realm, key: &str, client: &Client, ip: Option<&str>) -> Error {
+    let used = match state.eph.take(&format!("{key}:used")).await {
+        Ok(u) => u,
+        Err(e) => return e.into(),
+    };
+    if let Some(m) = used.and_then(|j| serde_json::from_str::<Redeemed>(&j).ok()) {
+        let revoked = grants::revoke_family(&state.db, &realm.name, &m.family_id).await;
+        let denied = tokens::deny_jti(state, &realm.name, &m.jti, m.exp).await;
+        if let Err(e) = revoked {
+            return e.into();
+        }
+        if let Err(e) = denied {
+            return e;
+        }
+        audit::record(
+            state,
+            audit::Event::new(&realm.name, "code.replayed", "failure")
+                .client(&client.client_id)
+                .ip(ip)
+                .detail(json!({ "revoked_jti": m.jti })),
+        )
+        .await;
+        return Error::invalid_grant("the code was already used; the tokens issued for it are revoked");
+    }
+    Error::invalid_grant("unknown or expired code")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    scope: &str,
+    resource: Option<&str>,
+    ctx: &AuthContext,
+    nonce: Option<&str>,
+    family_id: &str,
+) -> Result<(Value, tokens::AccessToken)> {
+    let at = tokens::access_token(realm, &client.client_id, &ctx.subject, scope, resource, Some(ctx))?;
+    let mut body = json!({
+        "access_token": at.token,
+        "token_type": "Bearer",
+        "expires_in": realm.settings.tokens.access_token_ttl_secs,
+        "scope": scope,
+    });
+    let obj = body.as_object_mut().ok_or_else(|| Error::internal("token response"))?;
+    if super::has_scope(scope, "openid") {
+        obj.insert("id_token".into(), json!(tokens::id_token(realm, client, ctx, nonce, &at.token)?));
+    }
+    if client.settings.allows_grant("refresh_token") {
+        obj.insert("refresh_token".into(), json!(tokens::refresh_token(state, realm, family_id, scope, ctx).await?));
+    }
+    Ok((body, at))
+}
+
+async fn refresh(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    form: &[(String, String)],
+    ip: Option<&str>,
+) -> Result<Value> {
+    let token = required(form, "refresh_token")?;
+    let hash = random::sha256_b64(token.as_bytes());
+    let Some(rec) = grants::refresh_by_hash(&state.db, &realm.name, &hash).await? else {
+        return Err(Error::invalid_grant("unknown refresh token"));
+    };
+    let ctx: AuthContext = serde_json::from_str(&rec.context).map_err(|e| Error::internal(e.to_string()))?;
+    let grant = grants::get(&state.db, &realm.name, &rec.grant_id).await?;
+    let Some(grant) = grant.filter(|g| g.client_id == client.client_id) else {
+        return Err(Error::invalid_grant("unknown refresh token"));
+    };
+    if rec.revoked_at.is_some() || grant.revoked_at.is_some() {
+        return Err(Error::invalid_grant("the refresh token was revoked"));
+    }
+    if rec.rotated_at.is_some() || !grants::rotate_refresh(&state.db, &realm.name, &rec.id).await? {
+        // Reuse of a rotated token: someone holds a copy. Revoke it all.
+        grants::revoke(&state.db, &realm.name, &grant.id).await?;
+        audit::record(
+            state,
+            audit::Event::new(&realm.name, "refresh.reused", "failure")
+                .actor(&grant.user_id)
+                .client(&client.client_id)
+                .ip(ip)
+                .detail(json!({ "grant": grant.id })),
+        )
+        .await;
+        return Err(Error::invalid_grant("the refresh token was already used; the grant is revoked"));
+    }
+    if rec.expires_at <= now() {
+        return Err(Error::invalid_grant("the refresh token expired"));
+    }
+    if !rec.offline
+        && let Some(sid) = &rec.session_id
+        && !session::is_live(state, realm, sid).await?
+    {
+        return Err(Error::invalid_grant("the sign-in session has ended"));
+    }
+    let scope = match param(form, "scope")? {
+        None => rec.scope.clone(),
+        Some(s) => {
+            let asked = super::scopes(s);
+            let had = super::scopes(&rec.scope);
+            if asked.iter().any(|x| !had.contains(x)) {
+                return Err(Error::invalid_scope("a refresh cannot widen the scope"));
+            }
+            asked.join(" ")
+        }
+    };
+    let (body, at) = issue(state, realm, client, &scope, None, &ctx, None, &rec.family_id).await?;
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "token.issued", "success")
+            .actor(&ctx.user_id)
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(json!({ "grant_type": "refresh_token", "scope": scope, "jti": at.jti })),
+    )
+    .await;
+    Ok(body)
+}
+
+async fn client_credentials(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    form: &[(String, String)],
+    ip: Option<&str>,
+) -> Result<Value> {
+    if client.settings.is_public() {
+        return Err(Error::unauthorized_client("a public client cannot use client_credentials"));
+    }
+    let asked = super::scopes(param(form, "scope")?.unwrap_or(""));
+    for s in &asked {
+        if s == "openid" || s == "offline_access" || !client.settings.scopes.contains(s) {
+            return Err(Error::invalid_scope(format!("scope {s} is not available to client_credentials")));
+        }
+    }
+    let resource = match param(form, "resource")? {
+        None => None,
+        Some(r) if realm.settings.resources.iter().any(|x| x.uri == r) => Some(r),
+        Some(_) => return Err(Error::oauth(400, "invalid_target", "unknown resource")),
+    };
+    let scope = asked.join(" ");
+    let at = tokens::access_token(realm, &client.client_id, &client.client_id, &scope, resource, None)?;
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "token.issued", "success")
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(json!({ "grant_type": "client_credentials", "scope": scope, "jti": at.jti })),
+    )
+    .await;
+    let mut body = json!({
+        "access_token": at.token,
+        "token_type": "Bearer",
+        "expires_in": realm.settings.tokens.access_token_ttl_secs,
+    });
+    if !scope.is_empty()
+        && let Some(o) = body.as_object_mut()
+    {
+        o.insert("scope".into(), json!(scope));
+    }
+    Ok(body)
+}

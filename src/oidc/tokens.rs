@@ -1,0 +1,161 @@
+//! Minting tokens: ID tokens (OIDC Core 2), JWT access tokens (RFC 9068)
+//! and opaque refresh tokens (stored as digests, rotated on use).
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::crypto::keys::Alg;
+use crate::crypto::{jws, random};
+use crate::error::{Error, Result};
+use crate::realm::cache::{Client, Realm};
+use crate::state::AppState;
+use crate::store::{grants, now};
+
+/// Who authenticated and how: carried from the session into tokens, and
+/// stored with refresh tokens so a refresh reproduces it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthContext {
+    pub user_id: String,
+    pub subject: String,
+    pub grant_id: String,
+    pub session_id: Option<String>,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+pub struct AccessToken {
+    pub token: String,
+    pub jti: String,
+    pub exp: i64,
+}
+
+fn sign(realm: &Realm, alg: Alg, typ: Option<&str>, claims: &Value) -> Result<String> {
+    let key = realm
+        .keys
+        .signer(alg, now())
+        .ok_or_else(|| Error::internal(format!("realm {} has no {alg} signing key", realm.name)))?;
+    Ok(jws::sign_jwt(key, typ, claims)?)
+}
+
+/// The algorithm of access tokens for a resource (or the realm default).
+fn access_alg(realm: &Realm, resource: Option<&str>) -> Alg {
+    resource
+        .and_then(|r| realm.settings.resources.iter().find(|x| x.uri == r))
+        .and_then(|r| r.access_token_alg)
+        .unwrap_or(realm.settings.tokens.access_token_alg)
+}
+
+pub fn access_token(
+    realm: &Realm,
+    client_id: &str,
+    sub: &str,
+    scope: &str,
+    resource: Option<&str>,
+    ctx: Option<&AuthContext>,
+) -> Result<AccessToken> {
+    let t = now();
+    let exp = t + realm.settings.tokens.access_token_ttl_secs as i64;
+    let jti = random::token(16)?;
+    let mut claims = json!({
+        "iss": realm.issuer,
+        "sub": sub,
+        "aud": resource.unwrap_or(realm.default_audience()),
+        "exp": exp,
+        "iat": t,
+        "nbf": t,
+        "jti": jti,
+        "client_id": client_id,
+        "scope": scope,
+    });
+    if let (Some(ctx), Some(obj)) = (ctx, claims.as_object_mut()) {
+        obj.insert("auth_time".into(), json!(ctx.auth_time));
+        obj.insert("acr".into(), json!(ctx.acr));
+        obj.insert("amr".into(), json!(ctx.amr));
+        if let Some(sid) = &ctx.session_id {
+            obj.insert("sid".into(), json!(sid));
+        }
+    }
+    let token = sign(realm, access_alg(realm, resource), Some("at+jwt"), &claims)?;
+    Ok(AccessToken { token, jti, exp })
+}
+
+pub fn id_token(
+    realm: &Realm,
+    client: &Client,
+    ctx: &AuthContext,
+    nonce: Option<&str>,
+    access_token: &str,
+) -> Result<String> {
+    let t = now();
+    let alg = client.settings.id_token_signed_response_alg.unwrap_or(realm.settings.tokens.id_token_alg);
+    let mut claims = json!({
+        "iss": realm.issuer,
+        "sub": ctx.subject,
+        "aud": client.client_id,
+        "azp": client.client_id,
+        "exp": t + realm.settings.tokens.id_token_ttl_secs as i64,
+        "iat": t,
+        "auth_time": ctx.auth_time,
+        "acr": ctx.acr,
+        "amr": ctx.amr,
+        "at_hash": jws::at_hash(alg, access_token),
+    });
+    if let Some(obj) = claims.as_object_mut() {
+        if let Some(n) = nonce {
+            obj.insert("nonce".into(), json!(n));
+        }
+        if let Some(sid) = &ctx.session_id {
+            obj.insert("sid".into(), json!(sid));
+        }
+    }
+    sign(realm, alg, None, &claims)
+}
+
+/// Issues a refresh token in `family_id` (all tokens rotated from one code).
+pub async fn refresh_token(
+    state: &AppState,
+    realm: &Realm,
+    family_id: &str,
+    scope: &str,
+    ctx: &AuthContext,
+) -> Result<String> {
+    let token = random::token(32)?;
+    let offline = super::has_scope(scope, "offline_access");
+    let t = now();
+    let ttl = if offline {
+        realm.settings.tokens.offline_token_ttl_secs
+    } else {
+        realm.settings.tokens.refresh_token_ttl_secs
+    };
+    grants::insert_refresh(
+        &state.db,
+        grants::RefreshRecord {
+            id: random::token(16)?,
+            realm: realm.name.clone(),
+            grant_id: ctx.grant_id.clone(),
+            family_id: family_id.to_string(),
+            session_id: ctx.session_id.clone(),
+            token_hash: random::sha256_b64(token.as_bytes()),
+            scope: scope.to_string(),
+            context: serde_json::to_string(ctx).map_err(|e| Error::internal(e.to_string()))?,
+            offline,
+            created_at: t,
+            expires_at: t + ttl as i64,
+            rotated_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Access tokens revoked before they expire (code replay, RFC 7009).
+pub async fn deny_jti(state: &AppState, realm: &str, jti: &str, exp: i64) -> Result<()> {
+    let ttl = (exp - now()).max(1) as u64;
+    state.eph.put(&format!("jti-revoked:{realm}:{jti}"), "1", ttl).await?;
+    Ok(())
+}
+
+pub async fn jti_denied(state: &AppState, realm: &str, jti: &str) -> Result<bool> {
+    Ok(state.eph.get(&format!("jti-revoked:{realm}:{jti}")).await?.is_some())
+}

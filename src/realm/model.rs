@@ -1,0 +1,328 @@
+//! What a realm and its clients are: the settings declared in realm files
+//! (`config/realms/*.toml`), stored as JSON in the database and edited by the
+//! admin API. Defaults here are the defaults of a government IdP.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::keys::Alg;
+
+/// Realm names appear in URLs and cookie names: lowercase letters, digits, `-`.
+pub fn valid_realm_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealmSettings {
+    pub display_name: String,
+    pub display_name_en: String,
+    pub tokens: TokenSettings,
+    pub session: SessionSettings,
+    pub keys: KeySettings,
+    /// RFC 9068 `aud` when a request names no resource. Empty: the issuer.
+    pub default_audience: String,
+    /// Resource servers (RFC 8707) a client may ask tokens for.
+    pub resources: Vec<Resource>,
+    /// Which claims each scope releases.
+    pub scopes: BTreeMap<String, ScopeSettings>,
+    /// Identifiers a person may sign in with.
+    pub login_identifiers: Vec<String>,
+}
+
+impl Default for RealmSettings {
+    fn default() -> Self {
+        let mut scopes = BTreeMap::new();
+        let mut scope = |name: &str, claims: &[&str]| {
+            scopes.insert(name.to_string(), ScopeSettings { claims: claims.iter().map(|c| c.to_string()).collect() });
+        };
+        scope("openid", &[]);
+        scope("profile", &["name", "preferred_username", "updated_at"]);
+        scope("email", &["email", "email_verified"]);
+        scope("phone", &["phone_number", "phone_number_verified"]);
+        scope("offline_access", &[]);
+        RealmSettings {
+            display_name: String::new(),
+            display_name_en: String::new(),
+            tokens: TokenSettings::default(),
+            session: SessionSettings::default(),
+            keys: KeySettings::default(),
+            default_audience: String::new(),
+            resources: Vec::new(),
+            scopes,
+            login_identifiers: vec!["phone".into(), "email".into(), "username".into()],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    pub code_ttl_secs: u64,
+    pub id_token_ttl_secs: u64,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub offline_token_ttl_secs: u64,
+    /// Default signature of ID tokens; a client may choose another.
+    pub id_token_alg: Alg,
+    /// Signature of JWT access tokens (RFC 9068); a resource may choose another.
+    pub access_token_alg: Alg,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            code_ttl_secs: 60,
+            id_token_ttl_secs: 600,
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 8 * 3600,
+            offline_token_ttl_secs: 30 * 24 * 3600,
+            id_token_alg: Alg::RS256,
+            access_token_alg: Alg::ES256,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session unused this long ends.
+    pub idle_secs: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub absolute_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings { idle_secs: 2 * 3600, absolute_secs: 12 * 3600 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySettings {
+    /// How long a new key is published in the JWKS before it signs anything,
+    /// so relying parties that cache the JWKS know it in time.
+    pub rotation_lead_secs: u64,
+    /// Extra time a retired key stays published after the last token it
+    /// signed expired (clock skew, caches).
+    pub retire_margin_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings { rotation_lead_secs: 3600, retire_margin_secs: 300 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub uri: String,
+    #[serde(default)]
+    pub access_token_alg: Option<Alg>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeSettings {
+    pub claims: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub const ALL: [&'static str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        match s {
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
+            "none" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectType {
+    Pairwise,
+    Public,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    pub name: String,
+    pub name_en: String,
+    pub client_uri: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    /// SHA-256 (hex) of the client secret, for clients declared in files.
+    /// Clients added with `civid client add` keep their secret out of files.
+    pub secret_sha256: Option<String>,
+    /// Public keys for `private_key_jwt`, inline…
+    pub jwks: Option<serde_json::Value>,
+    /// …or fetched from the client.
+    pub jwks_uri: Option<String>,
+    /// Older clients may put the token endpoint URL in `aud` of their
+    /// assertions; new ones must use the issuer (RFC 7523bis).
+    pub allow_token_endpoint_audience: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Skips the consent page (portals the city itself runs).
+    pub first_party: bool,
+    /// Only a confidential legacy client may be exempted; its use is audited.
+    pub pkce_exempt: bool,
+    pub subject_type: SubjectType,
+    /// Pairwise `sub` is stable per sector; by default the redirect URIs' host.
+    pub sector_identifier: String,
+    pub id_token_signed_response_alg: Option<Alg>,
+    pub enabled: bool,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            name: String::new(),
+            name_en: String::new(),
+            client_uri: String::new(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            secret_sha256: None,
+            jwks: None,
+            jwks_uri: None,
+            allow_token_endpoint_audience: false,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scopes: vec!["openid".into(), "profile".into(), "email".into(), "phone".into(), "offline_access".into()],
+            first_party: false,
+            pkce_exempt: false,
+            subject_type: SubjectType::Pairwise,
+            sector_identifier: String::new(),
+            id_token_signed_response_alg: None,
+            enabled: true,
+        }
+    }
+}
+
+impl ClientSettings {
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == AuthMethod::None
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// The sector of pairwise subjects: explicit, else the host shared by the
+    /// redirect URIs (OIDC Core 8.1), else the client id.
+    pub fn sector(&self, client_id: &str) -> String {
+        if !self.sector_identifier.is_empty() {
+            return self.sector_identifier.clone();
+        }
+        let hosts: Vec<String> = self
+            .redirect_uris
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|u| u.host_str().map(str::to_string).unwrap_or_else(|| u.scheme().to_string()))
+            .collect();
+        match hosts.first() {
+            Some(h) if hosts.iter().all(|x| x == h) => h.clone(),
+            _ => format!("client:{client_id}"),
+        }
+    }
+
+    /// Checks what serde cannot: returns the first problem in words.
+    pub fn validate(&self) -> Result<(), String> {
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri, self.is_public())?;
+        }
+        for uri in &self.post_logout_redirect_uris {
+            validate_redirect_uri(uri, self.is_public())?;
+        }
+        for g in &self.grant_types {
+            if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
+                return Err(format!(
+                    "grant type {g:?} is not supported (authorization_code, refresh_token, client_credentials)"
+                ));
+            }
+        }
+        if self.allows_grant("authorization_code") && self.redirect_uris.is_empty() {
+            return Err("a client with the authorization_code grant needs at least one redirect_uri".into());
+        }
+        if self.is_public() && self.allows_grant("client_credentials") {
+            return Err("a public client cannot use client_credentials".into());
+        }
+        if self.is_public() && self.pkce_exempt {
+            return Err("only a confidential client may be exempted from PKCE".into());
+        }
+        if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+            && self.jwks.is_none()
+            && self.jwks_uri.is_none()
+        {
+            return Err("private_key_jwt needs jwks or jwks_uri".into());
+        }
+        if let Some(jwks) = &self.jwks
+            && !jwks.get("keys").is_some_and(|k| k.is_array())
+        {
+            return Err("jwks must be a JSON Web Key Set: {\"keys\": [...]}".into());
+        }
+        if let Some(uri) = &self.jwks_uri {
+            let u = url::Url::parse(uri).map_err(|e| format!("jwks_uri {uri:?}: {e}"))?;
+            if u.scheme() != "https" && !is_loopback_host(&u) {
+                return Err(format!("jwks_uri {uri:?} must use https"));
+            }
+        }
+        if let Some(h) = &self.secret_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err("secret_sha256 must be 64 hexadecimal characters".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn is_loopback_host(u: &url::Url) -> bool {
+    matches!(u.host_str(), Some("127.0.0.1") | Some("[::1]") | Some("localhost"))
+}
+
+/// Registration rules for redirect URIs (RFC 9700 2.1, RFC 8252 7): absolute,
+/// no fragment; http only for loopback; custom schemes only for native
+/// (public) clients.
+pub fn validate_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?} is not an absolute URI: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("redirect URI {uri:?} must not have a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&u) => Ok(()),
+        "http" => Err(format!("redirect URI {uri:?} must use https (http only for loopback)")),
+        s if public && s.contains('.') => Ok(()),
+        _ => Err(format!(
+            "redirect URI {uri:?}: a private-use scheme is allowed only for a public native client and must be a reversed domain name such as com.example.app"
+        )),
+    }
+}

@@ -1,0 +1,186 @@
+//! Starting a node: connect, migrate, load secrets, apply realm files,
+//! make sure every realm has keys, fill the caches, then serve until told
+//! to stop, letting in-flight requests finish.
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::realm;
+use crate::secrets;
+use crate::state::{AppState, SharedState};
+use crate::store::{self, ephemeral::Ephemeral};
+
+pub struct StartOptions {
+    pub migrate: bool,
+    pub apply_realms: bool,
+    /// Print what start-up did (the CLI does; tests do not).
+    pub verbose: bool,
+}
+
+/// Installs ring as rustls' provider (reqwest is built without one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub async fn connect_ephemeral(settings: &Settings) -> Result<Ephemeral, String> {
+    if settings.redis_url.is_empty() {
+        Ok(Ephemeral::memory())
+    } else {
+        Ephemeral::redis(&settings.redis_url)
+            .await
+            .map_err(|e| format!("Redis at {}: {e}", redact(&settings.redis_url)))
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedState, String> {
+    install_crypto_provider();
+    let db = store::connect(&settings.database_url, settings.database_max_connections)
+        .await
+        .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?;
+    if opts.migrate {
+        store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+    }
+    let eph = connect_ephemeral(&settings).await?;
+    let (secrets, source) = secrets::load(&settings, &db).await?;
+    if opts.verbose
+        && let secrets::KekSource::Generated(p) = &source
+    {
+        println!("generated a key-encryption key in {p} (keep it safe; without it the stored keys cannot be read)");
+    }
+    if opts.apply_realms && settings.realms_dir.exists() {
+        let decls = realm::file::load(&settings.realms_dir)?;
+        let changes = realm::apply::apply(&db, &decls, false).await?;
+        if opts.verbose {
+            for c in &changes {
+                println!("{c}");
+            }
+        }
+    }
+    for r in store::realms::realm_list(&db).await.map_err(|e| e.to_string())? {
+        let created = realm::keys::ensure(&db, &secrets.kek, &r.id).await?;
+        if opts.verbose {
+            for k in created {
+                println!("realm {}: generated signing key {k}", r.id);
+            }
+        }
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let state = Arc::new(AppState {
+        settings,
+        db,
+        eph,
+        secrets,
+        realms: Default::default(),
+        http,
+        client_jwks: Mutex::new(Default::default()),
+        refresh_now: tokio::sync::Notify::new(),
+    });
+    state.realms.refresh(&state.settings, &state.db, &state.secrets.kek).await?;
+    Ok(state)
+}
+
+/// Serves until `shutdown` resolves; in-flight requests then finish.
+pub async fn run(
+    state: SharedState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tasks = spawn_background(state.clone());
+    let app = crate::app(state);
+    let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    for t in tasks {
+        t.abort();
+    }
+    r
+}
+
+fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(s.settings.cache_refresh_secs.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = s.refresh_now.notified() => {}
+            }
+            s.refresh_realms().await;
+        }
+    }));
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            s.eph.sweep();
+        }
+    }));
+    if let Some(client) = state.eph.redis_client().cloned() {
+        let s = state.clone();
+        tasks.push(tokio::spawn(async move {
+            // Reconnects by itself: a Redis restart only delays invalidations
+            // to the polling interval meanwhile.
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut ps) => {
+                        if ps.subscribe(store::ephemeral::INVALIDATE_CHANNEL).await.is_ok() {
+                            let mut msgs = ps.on_message();
+                            while msgs.next().await.is_some() {
+                                s.refresh_now.notify_one();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("invalidation subscription: {e}"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+    tasks
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,51 @@
+//! Everything a request handler may use, built once at start.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::realm::cache::RealmCache;
+use crate::secrets::Secrets;
+use crate::store::Db;
+use crate::store::ephemeral::Ephemeral;
+
+/// A client's keys fetched from its `jwks_uri`, and when.
+pub type FetchedJwks = (Arc<Vec<Value>>, Instant);
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub eph: Ephemeral,
+    pub secrets: Secrets,
+    pub realms: RealmCache,
+    /// Outbound HTTP (client `jwks_uri`s), with short timeouts.
+    pub http: reqwest::Client,
+    /// Keys fetched from clients' `jwks_uri`, with when they were fetched.
+    pub client_jwks: Mutex<HashMap<String, FetchedJwks>>,
+    /// Wakes the cache refresher at once (a change was announced).
+    pub refresh_now: tokio::sync::Notify,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Reloads realms whose generation changed; logs rather than fails.
+    pub async fn refresh_realms(&self) {
+        match self.realms.refresh(&self.settings, &self.db, &self.secrets.kek).await {
+            Ok(names) if !names.is_empty() => tracing::debug!(?names, "realm cache reloaded"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("realm cache refresh failed: {e}"),
+        }
+    }
+
+    /// After a change to realms, clients or keys: reload here and tell the
+    /// other nodes.
+    pub async fn announce_change(&self, realm: &str) {
+        self.refresh_realms().await;
+        if let Err(e) = self.eph.publish_invalidation(realm).await {
+            tracing::warn!("could not announce a change of realm {realm}: {e}");
+        }
+    }
+}

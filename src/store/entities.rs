@@ -1,0 +1,196 @@
+//! sea-orm entities, one per table of `migrations/`. Only `store/` uses them;
+//! the rest of civid sees domain types.
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod meta {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "meta")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: Vec<u8>,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod realm {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "realms")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub settings: String,
+        pub generation: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod client {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "clients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub client_id: String,
+        pub settings: String,
+        pub secret_hash: Option<String>,
+        pub enabled: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod signing_key {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub realm: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        pub alg: String,
+        pub wrapped: Vec<u8>,
+        pub public_jwk: String,
+        pub created_at: i64,
+        pub activate_at: i64,
+        pub retire_at: Option<i64>,
+        pub expire_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub status: String,
+        pub password_hash: Option<String>,
+        pub profile_sealed: Option<Vec<u8>>,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub last_login_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod user_identifier {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "user_identifiers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub realm: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blind_index: String,
+        pub user_id: String,
+        pub sealed: Vec<u8>,
+        pub verified: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod sso_session {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sso_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub user_id: String,
+        pub token_hash: String,
+        pub auth_time: i64,
+        pub amr: String,
+        pub acr: String,
+        pub clients: String,
+        pub created_at: i64,
+        pub last_seen_at: i64,
+        pub expires_at: i64,
+        pub ended_at: Option<i64>,
+        pub end_reason: Option<String>,
+    }
+    no_relations!();
+}
+
+pub mod grant {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "grants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub user_id: String,
+        pub client_id: String,
+        pub subject: String,
+        pub scopes: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod refresh_token {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub grant_id: String,
+        pub family_id: String,
+        pub session_id: Option<String>,
+        pub token_hash: String,
+        pub scope: String,
+        pub context: String,
+        pub offline: bool,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub rotated_at: Option<i64>,
+        pub revoked_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod audit_event {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub realm: String,
+        pub at: i64,
+        pub kind: String,
+        pub outcome: String,
+        pub actor: Option<String>,
+        pub client_id: Option<String>,
+        pub ip: Option<String>,
+        pub detail: String,
+    }
+    no_relations!();
+}

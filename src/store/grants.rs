@@ -1,0 +1,153 @@
+//! Grants (what a portal may see of a person, and the consent behind it) and
+//! the refresh tokens issued under them, stored as SHA-256 digests.
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entities::{grant, refresh_token};
+use super::now;
+
+pub use grant::Model as GrantRecord;
+pub use refresh_token::Model as RefreshRecord;
+
+/// The live grant of a person to a portal, if any.
+pub async fn active<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    user_id: &str,
+    client_id: &str,
+) -> Result<Option<GrantRecord>, DbErr> {
+    grant::Entity::find()
+        .filter(grant::Column::Realm.eq(realm))
+        .filter(grant::Column::UserId.eq(user_id))
+        .filter(grant::Column::ClientId.eq(client_id))
+        .filter(grant::Column::RevokedAt.is_null())
+        .order_by_desc(grant::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+pub async fn active_by_subject<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    client_id: &str,
+    subject: &str,
+) -> Result<Option<GrantRecord>, DbErr> {
+    grant::Entity::find()
+        .filter(grant::Column::Realm.eq(realm))
+        .filter(grant::Column::ClientId.eq(client_id))
+        .filter(grant::Column::Subject.eq(subject))
+        .filter(grant::Column::RevokedAt.is_null())
+        .order_by_desc(grant::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<GrantRecord>, DbErr> {
+    grant::Entity::find_by_id(id.to_string()).filter(grant::Column::Realm.eq(realm)).one(db).await
+}
+
+pub async fn insert<C: ConnectionTrait>(db: &C, g: GrantRecord) -> Result<(), DbErr> {
+    grant::ActiveModel {
+        id: Set(g.id),
+        realm: Set(g.realm),
+        user_id: Set(g.user_id),
+        client_id: Set(g.client_id),
+        subject: Set(g.subject),
+        scopes: Set(g.scopes),
+        created_at: Set(g.created_at),
+        updated_at: Set(g.updated_at),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn set_scopes<C: ConnectionTrait>(db: &C, realm: &str, id: &str, scopes: &str) -> Result<(), DbErr> {
+    grant::Entity::update_many()
+        .col_expr(grant::Column::Scopes, Expr::value(scopes))
+        .col_expr(grant::Column::UpdatedAt, Expr::value(now()))
+        .filter(grant::Column::Realm.eq(realm))
+        .filter(grant::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Revokes a grant and every refresh token issued under it.
+pub async fn revoke<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<(), DbErr> {
+    let t = now();
+    grant::Entity::update_many()
+        .col_expr(grant::Column::RevokedAt, Expr::value(t))
+        .filter(grant::Column::Realm.eq(realm))
+        .filter(grant::Column::Id.eq(id))
+        .filter(grant::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(t))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::GrantId.eq(id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn insert_refresh<C: ConnectionTrait>(db: &C, r: RefreshRecord) -> Result<(), DbErr> {
+    refresh_token::ActiveModel {
+        id: Set(r.id),
+        realm: Set(r.realm),
+        grant_id: Set(r.grant_id),
+        family_id: Set(r.family_id),
+        session_id: Set(r.session_id),
+        token_hash: Set(r.token_hash),
+        scope: Set(r.scope),
+        context: Set(r.context),
+        offline: Set(r.offline),
+        created_at: Set(r.created_at),
+        expires_at: Set(r.expires_at),
+        rotated_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn refresh_by_hash<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    hash: &str,
+) -> Result<Option<RefreshRecord>, DbErr> {
+    refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .one(db)
+        .await
+}
+
+/// Marks a refresh token used. False when it already was (or was revoked):
+/// of two concurrent redemptions exactly one wins.
+pub async fn rotate_refresh<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<bool, DbErr> {
+    let r = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RotatedAt, Expr::value(now()))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::Id.eq(id))
+        .filter(refresh_token::Column::RotatedAt.is_null())
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected == 1)
+}
+
+pub async fn revoke_family<C: ConnectionTrait>(db: &C, realm: &str, family_id: &str) -> Result<u64, DbErr> {
+    let r = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}

@@ -1,0 +1,60 @@
+//! Durable state through sea-orm (SQLite by default, PostgreSQL in
+//! production) and the ephemeral store. The only place that knows SQL or
+//! Redis: the rest of civid calls the functions of one file per aggregate.
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+
+pub mod audit;
+pub mod entities;
+pub mod ephemeral;
+pub mod grants;
+pub mod realms;
+pub mod sessions;
+pub mod users;
+
+pub use sea_orm::DatabaseConnection as Db;
+
+/// Connects to the database named by `url`, creating the directory of a
+/// SQLite file when needed.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or_default();
+        if !path.is_empty()
+            && !path.starts_with(':')
+            && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL lets readers run beside the one writer; the busy timeout
+            // lets CLI commands write while the server runs.
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(opts).await
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use migrations::MigratorTrait;
+    migrations::Migrator::up(db, None).await
+}
+
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+/// Seconds since the Unix epoch: every stored time uses it.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

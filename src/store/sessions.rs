@@ -1,0 +1,84 @@
+//! SSO sessions: durable rows, found by the SHA-256 of the browser's cookie.
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use super::entities::sso_session;
+
+pub use sso_session::Model as SessionRecord;
+
+pub async fn insert<C: ConnectionTrait>(db: &C, s: SessionRecord) -> Result<(), DbErr> {
+    sso_session::ActiveModel {
+        id: Set(s.id),
+        realm: Set(s.realm),
+        user_id: Set(s.user_id),
+        token_hash: Set(s.token_hash),
+        auth_time: Set(s.auth_time),
+        amr: Set(s.amr),
+        acr: Set(s.acr),
+        clients: Set(s.clients),
+        created_at: Set(s.created_at),
+        last_seen_at: Set(s.last_seen_at),
+        expires_at: Set(s.expires_at),
+        ended_at: Set(s.ended_at),
+        end_reason: Set(s.end_reason),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn by_token_hash<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    token_hash: &str,
+) -> Result<Option<SessionRecord>, DbErr> {
+    sso_session::Entity::find()
+        .filter(sso_session::Column::TokenHash.eq(token_hash))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .one(db)
+        .await
+}
+
+pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<SessionRecord>, DbErr> {
+    sso_session::Entity::find_by_id(id.to_string()).filter(sso_session::Column::Realm.eq(realm)).one(db).await
+}
+
+pub async fn set_clients<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    id: &str,
+    clients: String,
+    seen: i64,
+) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Clients, Expr::value(clients))
+        .col_expr(sso_session::Column::LastSeenAt, Expr::value(seen))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn touch<C: ConnectionTrait>(db: &C, realm: &str, id: &str, seen: i64) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::LastSeenAt, Expr::value(seen))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Ends a live session; returns whether it was live.
+pub async fn end<C: ConnectionTrait>(db: &C, realm: &str, id: &str, reason: &str, at: i64) -> Result<bool, DbErr> {
+    let r = sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::EndedAt, Expr::value(at))
+        .col_expr(sso_session::Column::EndReason, Expr::value(reason))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .filter(sso_session::Column::EndedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected > 0)
+}

@@ -1,0 +1,110 @@
+//! People of a realm and the identifiers they sign in with. Identifiers are
+//! found by blind index and stored sealed; the store never sees them in clear.
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use super::entities::{user, user_identifier};
+use super::now;
+
+pub use user::Model as UserRecord;
+pub use user_identifier::Model as IdentifierRecord;
+
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    id: &str,
+    password_hash: Option<String>,
+    profile_sealed: Option<Vec<u8>>,
+) -> Result<(), DbErr> {
+    let t = now();
+    user::ActiveModel {
+        id: Set(id.to_string()),
+        realm: Set(realm.to_string()),
+        status: Set("active".into()),
+        password_hash: Set(password_hash),
+        profile_sealed: Set(profile_sealed),
+        created_at: Set(t),
+        updated_at: Set(t),
+        last_login_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn insert_identifier<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    kind: &str,
+    blind_index: &str,
+    user_id: &str,
+    sealed: Vec<u8>,
+    verified: bool,
+) -> Result<(), DbErr> {
+    user_identifier::ActiveModel {
+        realm: Set(realm.to_string()),
+        kind: Set(kind.to_string()),
+        blind_index: Set(blind_index.to_string()),
+        user_id: Set(user_id.to_string()),
+        sealed: Set(sealed),
+        verified: Set(verified),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn identifier_exists<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    kind: &str,
+    blind_index: &str,
+) -> Result<bool, DbErr> {
+    Ok(user_identifier::Entity::find_by_id((realm.to_string(), kind.to_string(), blind_index.to_string()))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+pub async fn find_by_identifier<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    kind: &str,
+    blind_index: &str,
+) -> Result<Option<UserRecord>, DbErr> {
+    let Some(ident) =
+        user_identifier::Entity::find_by_id((realm.to_string(), kind.to_string(), blind_index.to_string()))
+            .one(db)
+            .await?
+    else {
+        return Ok(None);
+    };
+    get(db, realm, &ident.user_id).await
+}
+
+pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<UserRecord>, DbErr> {
+    user::Entity::find_by_id(id.to_string()).filter(user::Column::Realm.eq(realm)).one(db).await
+}
+
+pub async fn identifiers_of<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    user_id: &str,
+) -> Result<Vec<IdentifierRecord>, DbErr> {
+    user_identifier::Entity::find()
+        .filter(user_identifier::Column::Realm.eq(realm))
+        .filter(user_identifier::Column::UserId.eq(user_id))
+        .all(db)
+        .await
+}
+
+pub async fn touch_login<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(user::Column::LastLoginAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,28 @@
+//! Web presentation layer of civid: everything a citizen sees in the browser.
+//!
+//! This module owns:
+//! - locale negotiation ([`Locale::negotiate`]: OIDC `ui_locales`, then
+//!   `Accept-Language`, default zh-CN),
+//! - the zh-CN / en message catalogs ([`t`], [`lookup`]),
+//! - the HTML templates (`login.html`, `consent.html`, `error.html`,
+//!   `notice.html`, sharing `base.html`), embedded at compile time and
+//!   rendered with HTML auto-escaping by [`Templates`],
+//! - the stylesheet [`CSS`], to be served at `/static/civid.css`.
+//!
+//! It does not own routing, HTTP responses, sessions, CSRF token generation or
+//! URL building: handlers pass ready-made values (form actions, tokens,
+//! `switch_url`, ...) in the template context. Pages contain no inline script
+//! or style, so they work under `script-src 'self'; style-src 'self'`.
+
+mod i18n;
+mod templates;
+
+#[cfg(test)]
+mod tests;
+
+pub use i18n::{Locale, lookup, t};
+pub use templates::Templates;
+
+/// The stylesheet used by every page; serve it at `/static/civid.css`
+/// (content type `text/css; charset=utf-8`).
+pub const CSS: &str = include_str!("static/civid.css");
