@@ -23,6 +23,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// `redis://host:port/db`; empty: the in-process ephemeral store (one node only).
     pub redis_url: String,
+    /// Prefix of every Redis key and channel civid uses.
+    pub redis_key_prefix: String,
     /// Key-encryption key, base64 (32 bytes). Prefer `kek_file` in production.
     pub kek: String,
     /// File holding the base64 key-encryption key.
@@ -51,6 +53,7 @@ impl Default for Settings {
             database_url: "sqlite://data/civid.db?mode=rwc".into(),
             database_max_connections: 16,
             redis_url: String::new(),
+            redis_key_prefix: "civid:".into(),
             kek: String::new(),
             kek_file: String::new(),
             keys_dir: PathBuf::from("keys"),

@@ -30,7 +30,7 @@ pub async fn connect_ephemeral(settings: &Settings) -> Result<Ephemeral, String>
     if settings.redis_url.is_empty() {
         Ok(Ephemeral::memory())
     } else {
-        Ephemeral::redis(&settings.redis_url)
+        Ephemeral::redis(&settings.redis_url, &settings.redis_key_prefix)
             .await
             .map_err(|e| format!("Redis at {}: {e}", redact(&settings.redis_url)))
     }
@@ -138,7 +138,7 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             s.eph.sweep();
         }
     }));
-    if let Some(client) = state.eph.redis_client().cloned() {
+    if let Some((client, channel)) = state.eph.invalidations() {
         let s = state.clone();
         tasks.push(tokio::spawn(async move {
             // Reconnects by itself: a Redis restart only delays invalidations
@@ -146,7 +146,7 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             loop {
                 match client.get_async_pubsub().await {
                     Ok(mut ps) => {
-                        if ps.subscribe(store::ephemeral::INVALIDATE_CHANNEL).await.is_ok() {
+                        if ps.subscribe(&channel).await.is_ok() {
                             let mut msgs = ps.on_message();
                             while msgs.next().await.is_some() {
                                 s.refresh_now.notify_one();

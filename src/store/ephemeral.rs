@@ -21,14 +21,18 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// Every key civid writes is under this prefix, so a shared Redis stays readable.
-const PREFIX: &str = "civid:";
-/// Channel on which nodes announce that realms, clients or keys changed.
-pub const INVALIDATE_CHANNEL: &str = "civid:invalidate";
+/// Suffix of the channel (under the key prefix) on which nodes announce
+/// that realms, clients or keys changed.
+const INVALIDATE: &str = "invalidate";
 
 pub enum Ephemeral {
     Memory(MemoryStore),
-    Redis { client: redis::Client, conn: ConnectionManager },
+    /// Every key is under `prefix`, so one Redis can serve several deployments.
+    Redis {
+        client: redis::Client,
+        conn: ConnectionManager,
+        prefix: String,
+    },
 }
 
 impl Ephemeral {
@@ -36,13 +40,13 @@ impl Ephemeral {
         Ephemeral::Memory(MemoryStore::new())
     }
 
-    pub async fn redis(url: &str) -> Result<Ephemeral, StoreError> {
+    pub async fn redis(url: &str, prefix: &str) -> Result<Ephemeral, StoreError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        Ok(Ephemeral::Redis { client, conn })
+        Ok(Ephemeral::Redis { client, conn, prefix: prefix.to_string() })
     }
 
     pub fn is_shared(&self) -> bool {
@@ -55,9 +59,9 @@ impl Ephemeral {
                 m.put(key, value, ttl_secs);
                 Ok(())
             }
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                let _: () = c.set_ex(format!("{PREFIX}{key}"), value, ttl_secs.max(1)).await?;
+                let _: () = c.set_ex(format!("{prefix}{key}"), value, ttl_secs.max(1)).await?;
                 Ok(())
             }
         }
@@ -67,10 +71,10 @@ impl Ephemeral {
     pub async fn put_new(&self, key: &str, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
         match self {
             Ephemeral::Memory(m) => Ok(m.put_new(key, value, ttl_secs)),
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
                 let set: Option<String> = redis::cmd("SET")
-                    .arg(format!("{PREFIX}{key}"))
+                    .arg(format!("{prefix}{key}"))
                     .arg(value)
                     .arg("NX")
                     .arg("EX")
@@ -85,9 +89,9 @@ impl Ephemeral {
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         match self {
             Ephemeral::Memory(m) => Ok(m.get(key)),
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                Ok(c.get(format!("{PREFIX}{key}")).await?)
+                Ok(c.get(format!("{prefix}{key}")).await?)
             }
         }
     }
@@ -96,9 +100,9 @@ impl Ephemeral {
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         match self {
             Ephemeral::Memory(m) => Ok(m.take(key)),
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                Ok(redis::cmd("GETDEL").arg(format!("{PREFIX}{key}")).query_async(&mut c).await?)
+                Ok(redis::cmd("GETDEL").arg(format!("{prefix}{key}")).query_async(&mut c).await?)
             }
         }
     }
@@ -109,9 +113,9 @@ impl Ephemeral {
                 m.take(key);
                 Ok(())
             }
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                let _: () = c.del(format!("{PREFIX}{key}")).await?;
+                let _: () = c.del(format!("{prefix}{key}")).await?;
                 Ok(())
             }
         }
@@ -121,9 +125,9 @@ impl Ephemeral {
     pub async fn incr(&self, key: &str, ttl_secs: u64) -> Result<i64, StoreError> {
         match self {
             Ephemeral::Memory(m) => Ok(m.incr(key, ttl_secs)),
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                let k = format!("{PREFIX}{key}");
+                let k = format!("{prefix}{key}");
                 let (n, _): (i64, i64) = redis::pipe()
                     .atomic()
                     .incr(&k, 1)
@@ -153,19 +157,19 @@ impl Ephemeral {
     pub async fn publish_invalidation(&self, what: &str) -> Result<(), StoreError> {
         match self {
             Ephemeral::Memory(_) => Ok(()),
-            Ephemeral::Redis { conn, .. } => {
+            Ephemeral::Redis { conn, prefix, .. } => {
                 let mut c = conn.clone();
-                let _: i64 = c.publish(INVALIDATE_CHANNEL, what).await?;
+                let _: i64 = c.publish(format!("{prefix}{INVALIDATE}"), what).await?;
                 Ok(())
             }
         }
     }
 
-    /// The Redis client, for a pub/sub subscription of its own.
-    pub fn redis_client(&self) -> Option<&redis::Client> {
+    /// The Redis client and invalidation channel, for a subscription.
+    pub fn invalidations(&self) -> Option<(redis::Client, String)> {
         match self {
             Ephemeral::Memory(_) => None,
-            Ephemeral::Redis { client, .. } => Some(client),
+            Ephemeral::Redis { client, prefix, .. } => Some((client.clone(), format!("{prefix}{INVALIDATE}"))),
         }
     }
 
