@@ -4,3 +4,4 @@
 mod flow;
 mod harness;
 mod steps;
+mod negative;

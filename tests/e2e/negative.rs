@@ -1,0 +1,1 @@
+//! Negative protocol tests (being written).
