@@ -322,3 +322,97 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub type Shared<T> = Arc<T>;
+
+/// A `civid` process of the real binary.
+pub struct Node {
+    pub url: String,
+    child: Option<std::process::Child>,
+    _cwd: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Environment for the binary: database, Redis, KEK, realm files.
+pub fn node_env(db: &str, redis_prefix: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CIVID_DATABASE_URL".to_string(), db.to_string()),
+        ("CIVID_KEK".to_string(), TEST_KEK.to_string()),
+        ("CIVID_REALMS_DIR".to_string(), realms_dir().display().to_string()),
+        ("CIVID_CACHE_REFRESH_SECS".to_string(), "1".to_string()),
+        ("CIVID_LOG".to_string(), "warn".to_string()),
+    ];
+    if let (Some(r), Some(p)) = (redis_url(), redis_prefix) {
+        env.push(("CIVID_REDIS_URL".into(), r));
+        env.push(("CIVID_REDIS_KEY_PREFIX".into(), p.into()));
+    }
+    env
+}
+
+/// Runs a `civid` command to completion: (status, stdout, stderr).
+pub fn civid(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let cwd = tempfile::tempdir().expect("cwd");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_civid"));
+    cmd.args(args).current_dir(cwd.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn civid");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.unwrap_or_default().as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("civid output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Node {
+    /// Starts `civid serve` and waits until it is ready.
+    pub async fn start(env: &[(String, String)], public_url: Option<&str>) -> Node {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let cwd = tempfile::tempdir().expect("cwd");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_civid"));
+        cmd.arg("serve").current_dir(cwd.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}"));
+        cmd.env("CIVID_PUBLIC_URL", public_url.unwrap_or(&url));
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+        let child = cmd.spawn().expect("spawn civid serve");
+        let node = Node { url: url.clone(), child: Some(child), _cwd: cwd };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+                && r.status() == 200
+            {
+                return node;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("civid serve did not become ready at {url}");
+    }
+
+    /// SIGTERM, then wait: returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,7 +1,10 @@
 //! End-to-end tests: the real server on a free port, driven by the
 //! `openidconnect` crate as a portal would use it and by a cookie-keeping
 //! HTTP client as a browser. One test binary keeps build times down.
+mod cli;
 mod flow;
 mod harness;
-mod steps;
+mod keys;
 mod negative;
+mod nodes;
+mod steps;
