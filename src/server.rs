@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 
@@ -87,6 +89,7 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         .map_err(|e| format!("http client: {e}"))?;
     let state = Arc::new(AppState {
         settings,
+        audit: crate::audit::AuditWriter::spawn(db.clone()),
         db,
         eph,
         secrets,
@@ -99,17 +102,34 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
     Ok(state)
 }
 
-/// Serves until `shutdown` resolves; in-flight requests then finish.
+/// Serves until `shutdown` resolves; in-flight requests then get
+/// `shutdown_grace_secs` to finish before the remaining connections close.
 pub async fn run(
     state: SharedState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
     let tasks = spawn_background(state.clone());
     let app = crate::app(state);
-    let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
+        .into_future();
+    let deadline = async move {
+        let _ = stopped.changed().await;
+        tokio::time::sleep(grace).await;
+    };
+    let r = tokio::select! {
+        r = serve => r,
+        _ = deadline => {
+            tracing::warn!("shutdown grace period over; closing the remaining connections");
+            Ok(())
+        }
+    };
     for t in tasks {
         t.abort();
     }

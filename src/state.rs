@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::audit::AuditWriter;
 use crate::config::Settings;
 use crate::realm::cache::RealmCache;
 use crate::secrets::Secrets;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub eph: Ephemeral,
     pub secrets: Secrets,
     pub realms: RealmCache,
+    pub audit: AuditWriter,
     /// Outbound HTTP (client `jwks_uri`s), with short timeouts.
     pub http: reqwest::Client,
     /// Keys fetched from clients' `jwks_uri`, with when they were fetched.

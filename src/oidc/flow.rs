@@ -116,7 +116,7 @@ pub async fn proceed(
         Some((_, s)) => {
             !fresh
                 && (req.prompts("login")
-                    || req.max_age.is_some_and(|m| now() - s.auth_time > m)
+                    || req.max_age.is_some_and(|m| now() - s.auth_time >= m)
                     || s.user_id.is_empty())
         }
     };

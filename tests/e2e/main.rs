@@ -7,4 +7,5 @@ mod harness;
 mod keys;
 mod negative;
 mod nodes;
+mod pages;
 mod steps;
