@@ -1,1 +1,1261 @@
-fn main() {}
+//! Load benchmark: starts the real `civid` binary (the release build cargo
+//! made for this bench) as its own process on a free port, measures how soon
+//! it is ready and how much memory it holds, then drives it with N
+//! keep-alive connections for a fixed time per scenario and prints Markdown
+//! rows for `docs/PERFORMANCE.md`.
+//!
+//! ```text
+//! cargo bench --bench load -- [--secs 10] [--warmup 1] [--concurrency 64]
+//!     [--scenario discovery,jwks,client_credentials,sso_round,refresh,userinfo,introspect]
+//!     [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/]
+//!     [--restarts 5] [--no-wrk] [--keep]
+//! ```
+//!
+//! Default backend: a fresh SQLite file in a temporary directory and the
+//! in-process ephemeral store. `--postgres URL` (or `CIVID_BENCH_DATABASE_URL`)
+//! recreates the database `civid_bench` on that server (the URL names the
+//! database to connect to for that); `--redis URL` (or `CIVID_BENCH_REDIS_URL`)
+//! uses Redis under a key prefix of this run.
+//!
+//! The load generator runs on the same machine and shares its cores with
+//! the server: the CPU time of both is reported per operation. Where `wrk`
+//! is installed, discovery, JWKS and client_credentials are also measured
+//! with `wrk -t2` at the same connection count.
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
+
+const REALM: &str = "bench";
+const CLIENT_ID: &str = "bench-portal";
+const CLIENT_SECRET: &str = "bench-portal-secret-not-for-production-use";
+const REDIRECT_URI: &str = "https://bench.example/cb";
+const USERNAME: &str = "benchuser";
+const PASSWORD: &str = "bench-password-1234";
+const KEK_BYTES: &[u8; 32] = b"bench-kek-bench-kek-bench-kek-32";
+const PG_DB: &str = "civid_bench";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+const SCENARIOS: [&str; 7] =
+    ["discovery", "jwks", "client_credentials", "sso_round", "refresh", "userinfo", "introspect"];
+
+type Res<T> = Result<T, String>;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("load bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------- options
+
+struct Opts {
+    secs: u64,
+    warmup: u64,
+    concurrency: usize,
+    scenarios: Vec<String>,
+    postgres: Option<String>,
+    redis: Option<String>,
+    restarts: usize,
+    wrk: bool,
+    keep: bool,
+}
+
+const USAGE: &str = "cargo bench --bench load -- [--secs N] [--warmup N] [--concurrency N] [--scenario a,b,..] \
+                     [--postgres URL] [--redis URL] [--restarts N] [--no-wrk] [--keep]\n\
+                     scenarios: discovery jwks client_credentials sso_round refresh userinfo introspect";
+
+fn parse_opts() -> Res<Opts> {
+    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let mut o = Opts {
+        secs: 10,
+        warmup: 1,
+        concurrency: 64,
+        scenarios: Vec::new(),
+        postgres: env("CIVID_BENCH_DATABASE_URL"),
+        redis: env("CIVID_BENCH_REDIS_URL"),
+        restarts: 5,
+        wrk: true,
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let num = |v: String, name: &str| v.parse::<u64>().map_err(|_| format!("{name}: {v:?} is not a number"));
+        match a.as_str() {
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            "--secs" => o.secs = num(value("--secs")?, "--secs")?.max(1),
+            "--warmup" => o.warmup = num(value("--warmup")?, "--warmup")?,
+            "--concurrency" | "-c" => o.concurrency = num(value("--concurrency")?, "--concurrency")?.max(1) as usize,
+            "--restarts" => o.restarts = num(value("--restarts")?, "--restarts")?.max(1) as usize,
+            "--scenario" => {
+                for s in value("--scenario")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if !SCENARIOS.contains(&s) {
+                        return Err(format!("unknown scenario {s:?}\n{USAGE}"));
+                    }
+                    o.scenarios.push(s.to_string());
+                }
+            }
+            "--postgres" => o.postgres = Some(value("--postgres")?),
+            "--sqlite" => o.postgres = None,
+            "--redis" => o.redis = Some(value("--redis")?),
+            "--memory" => o.redis = None,
+            "--no-wrk" => o.wrk = false,
+            "--keep" => o.keep = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if o.scenarios.is_empty() {
+        o.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------- /proc
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// (utime + stime, cutime + cstime) of a process, in seconds.
+fn cpu_secs(pid: &str, tck: f64) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return (0.0, 0.0) };
+    let Some((_, rest)) = stat.rsplit_once(')') else { return (0.0, 0.0) };
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // After the command name: field 3 (state) is f[0]; utime = field 14.
+    if f.len() < 15 {
+        return (0.0, 0.0);
+    }
+    ((f[11] + f[12]) / tck, (f[13] + f[14]) / tck)
+}
+
+/// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .map(|k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("{cores} cores ({model}), {mem} RAM, load average before the run {}", load.join(" "))
+}
+
+// ---------------------------------------------------------------- the server
+
+struct Setup {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    backend: String,
+    tck: f64,
+    pg_admin: Option<(String, String)>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
+}
+
+fn realm_file() -> String {
+    format!(
+        r#"# Written by benches/load.rs.
+name = "{REALM}"
+
+[settings]
+display_name = "Bench"
+display_name_en = "Bench"
+
+[clients.{CLIENT_ID}]
+name = "Bench portal"
+redirect_uris = ["{REDIRECT_URI}"]
+token_endpoint_auth_method = "client_secret_basic"
+secret_sha256 = "{}"
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+scopes = ["openid", "profile", "email", "phone", "offline_access"]
+first_party = true
+"#,
+        hex(&sha256(CLIENT_SECRET.as_bytes()))
+    )
+}
+
+/// `postgres://u@h:p/db?x` → (`postgres://u@h:p`, `db`)
+fn split_db(url: &str) -> (String, String) {
+    let (base, rest) = url.rsplit_once('/').unwrap_or((url, "postgres"));
+    let db = rest.split('?').next().filter(|d| !d.is_empty()).unwrap_or("postgres");
+    (base.to_string(), db.to_string())
+}
+
+async fn pg_exec(base: &str, admin_db: &str, sql: &str) -> Res<()> {
+    use sea_orm::ConnectionTrait;
+    let mut opts = sea_orm::ConnectOptions::new(format!("{base}/{admin_db}"));
+    opts.max_connections(1).sqlx_logging(false);
+    let db = sea_orm::Database::connect(opts).await.map_err(|e| format!("connect to PostgreSQL at {base}: {e}"))?;
+    let r = db.execute_unprepared(sql).await.map(|_| ()).map_err(|e| format!("PostgreSQL: {sql}: {e}"));
+    db.close().await.ok();
+    r
+}
+
+impl Setup {
+    fn new(o: &Opts, rt: &tokio::runtime::Runtime) -> Res<Setup> {
+        let dir = tempfile::Builder::new().prefix("civid-bench-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let realms = dir.path().join("realms");
+        std::fs::create_dir_all(&realms).map_err(|e| format!("{}: {e}", realms.display()))?;
+        std::fs::write(realms.join("bench.toml"), realm_file()).map_err(|e| format!("realm file: {e}"))?;
+        let mut env = vec![
+            ("CIVID_KEK".to_string(), URL_SAFE_NO_PAD.encode(KEK_BYTES)),
+            ("CIVID_REALMS_DIR".to_string(), realms.display().to_string()),
+        ];
+        if let Ok(log) = std::env::var("CIVID_LOG") {
+            env.push(("CIVID_LOG".into(), log));
+        }
+        let mut backend = String::new();
+        let mut pg_admin = None;
+        match &o.postgres {
+            Some(url) => {
+                let (base, admin_db) = split_db(url);
+                rt.block_on(async {
+                    pg_exec(&base, &admin_db, &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")).await?;
+                    pg_exec(&base, &admin_db, &format!("CREATE DATABASE {PG_DB}")).await
+                })?;
+                env.push(("CIVID_DATABASE_URL".into(), format!("{base}/{PG_DB}")));
+                let version = Command::new("psql")
+                    .args(["-XAtc", "SHOW server_version", &format!("{base}/{admin_db}")])
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string())
+                    .filter(|v| !v.is_empty());
+                backend.push_str(&format!("PostgreSQL {}", version.unwrap_or_default()).trim().to_string());
+                pg_admin = Some((base, admin_db));
+            }
+            None => {
+                let db = dir.path().join("data").join("civid.db");
+                env.push(("CIVID_DATABASE_URL".into(), format!("sqlite://{}?mode=rwc", db.display())));
+                backend.push_str("SQLite");
+            }
+        }
+        match &o.redis {
+            Some(url) => {
+                env.push(("CIVID_REDIS_URL".into(), url.clone()));
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                env.push(("CIVID_REDIS_KEY_PREFIX".into(), format!("civid-bench-{}-{stamp}:", std::process::id())));
+                let version = Command::new("redis-cli")
+                    .args(["-u", url, "INFO", "server"])
+                    .output()
+                    .ok()
+                    .and_then(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .find_map(|l| l.strip_prefix("redis_version:").map(|v| v.trim().to_string()))
+                    });
+                backend.push_str(&format!(" + Redis {}", version.unwrap_or_default()).trim_end().to_string());
+            }
+            None => backend.push_str(" + in-process store"),
+        }
+        Ok(Setup { dir, env, backend, tck: clock_ticks(), pg_admin })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_civid"));
+        cmd.args(args).current_dir(self.dir.path()).env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `civid user add`; returns how long it took (it hashes with Argon2id).
+    fn add_user(&self) -> Res<Duration> {
+        let t = Instant::now();
+        let mut child = self
+            .command(&["user", "add", "--realm", REALM, "--username", USERNAME, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn civid user add: {e}"))?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(format!("{PASSWORD}\n").as_bytes()).map_err(|e| format!("civid user add stdin: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("civid user add: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "civid user add failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(t.elapsed())
+    }
+
+    fn serve(&self, n: usize) -> Res<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("free port: {e}"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let log = self.dir.path().join(format!("serve-{n}.log"));
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut cmd = self.command(&["serve"]);
+        cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}")).env("CIVID_PUBLIC_URL", &url);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let started = Instant::now();
+        let child = cmd.spawn().map_err(|e| format!("spawn civid serve: {e}"))?;
+        let mut server = Server { pid: child.id(), child: Some(child), url, port, log, ready: Duration::ZERO };
+        server.ready = server.wait_ready(started)?;
+        Ok(server)
+    }
+}
+
+struct Server {
+    child: Option<Child>,
+    pid: u32,
+    url: String,
+    port: u16,
+    log: PathBuf,
+    /// From spawn to the first 200 on /readyz.
+    ready: Duration,
+}
+
+/// One `GET /readyz` on a new connection; the status code.
+fn readyz(port: u16) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Server {
+    fn wait_ready(&mut self, started: Instant) -> Res<Duration> {
+        while started.elapsed() < Duration::from_secs(60) {
+            if readyz(self.port) == Some(200) {
+                return Ok(started.elapsed());
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!("civid serve exited ({status}):\n{}", self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Err(format!("civid serve was not ready within 60 s:\n{}", self.log_text()))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the server itself printed: `ready in N ms`.
+    fn self_reported_ms(&self) -> Option<u64> {
+        self.log_text().lines().find_map(|l| l.strip_prefix("ready in ")?.strip_suffix(" ms")?.parse().ok())
+    }
+
+    fn rss_kib(&self) -> u64 {
+        status_kib(self.pid, "VmRSS:")
+    }
+
+    fn hwm_kib(&self) -> u64 {
+        status_kib(self.pid, "VmHWM:")
+    }
+
+    fn cpu(&self, tck: f64) -> f64 {
+        cpu_secs(&self.pid.to_string(), tck).0
+    }
+
+    /// SIGTERM, then wait for it to finish.
+    fn stop(&mut self) -> Res<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+        let status = child.wait().map_err(|e| format!("waiting for civid serve: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("civid serve exited with {status} on SIGTERM")) }
+    }
+
+    /// Warnings and errors the server logged.
+    fn complaints(&self) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).map(str::to_string).collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP helpers
+
+fn http_client(cookies: bool) -> Res<reqwest::Client> {
+    reqwest::Client::builder()
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("http client: {e}"))
+}
+
+fn random_b64(rng: &SystemRandom, n: usize) -> String {
+    let mut buf = [0u8; 64];
+    let buf = &mut buf[..n.min(64)];
+    let _ = rng.fill(buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn basic_auth() -> HeaderValue {
+    let v = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The decoded JOSE header of a compact JWS.
+fn jose_header(jwt: &str) -> Res<serde_json::Value> {
+    let h = jwt.split('.').next().ok_or("not a JWT")?;
+    let raw = URL_SAFE_NO_PAD.decode(h).map_err(|e| format!("JWT header: {e}"))?;
+    serde_json::from_slice(&raw).map_err(|e| format!("JWT header: {e}"))
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+fn check_alg(what: &str, jwt: &str, alg: &str, typ: Option<&str>) -> Res<()> {
+    let h = jose_header(jwt)?;
+    if h.get("alg").and_then(|v| v.as_str()) != Some(alg) {
+        return Err(format!("{what} is not {alg}: header {h}"));
+    }
+    if let Some(t) = typ
+        && h.get("typ").and_then(|v| v.as_str()) != Some(t)
+    {
+        return Err(format!("{what} has not typ {t}: header {h}"));
+    }
+    Ok(())
+}
+
+async fn expect(resp: reqwest::Response, status: u16, what: &str) -> Res<reqwest::Response> {
+    if resp.status().as_u16() == status {
+        return Ok(resp);
+    }
+    let got = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    Err(format!("{what}: expected {status}, got {got}: {}", body.chars().take(300).collect::<String>()))
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    html.split(&needle).nth(1).and_then(|s| s.split('"').next()).unwrap_or_default().to_string()
+}
+
+// ---------------------------------------------------------------- a browser
+
+/// A browser that signed in once and keeps its session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    rng: SystemRandom,
+    auth: HeaderValue,
+    authorize_prefix: String,
+    token_url: reqwest::Url,
+    redirect_enc: String,
+    /// Tokens of the last round.
+    last: Option<TokenResponse>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Res<Browser> {
+        let redirect_enc = enc(REDIRECT_URI);
+        Ok(Browser {
+            http: http_client(true)?,
+            base: base.to_string(),
+            rng: SystemRandom::new(),
+            auth: basic_auth(),
+            authorize_prefix: format!(
+                "{base}/realms/{REALM}/authorize?response_type=code&client_id={CLIENT_ID}&redirect_uri={redirect_enc}\
+                 &scope=openid&code_challenge_method=S256"
+            ),
+            token_url: reqwest::Url::parse(&format!("{base}/realms/{REALM}/token"))
+                .map_err(|e| format!("token URL: {e}"))?,
+            redirect_enc,
+            last: None,
+        })
+    }
+
+    /// An authorization request with fresh state, nonce and PKCE verifier.
+    fn auth_request(&self) -> (String, String, String) {
+        let state = random_b64(&self.rng, 12);
+        let nonce = random_b64(&self.rng, 12);
+        let verifier = random_b64(&self.rng, 32);
+        let challenge = URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()));
+        let url = format!("{}&state={state}&nonce={nonce}&code_challenge={challenge}", self.authorize_prefix);
+        (url, state, verifier)
+    }
+
+    /// Signs in through the login page, as a person would, and redeems the
+    /// first code (checking the tokens' algorithms).
+    async fn sign_in(&mut self) -> Res<()> {
+        let (url, state, verifier) = self.auth_request();
+        let resp = expect(self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?, 303, "authorize")
+            .await?;
+        let next = location(&resp);
+        let login = if next.starts_with('/') { format!("{}{next}", self.base) } else { return Err(format!("authorize went to {next} before sign-in")) };
+        let page = expect(self.http.get(&login).send().await.map_err(|e| format!("login page: {e}"))?, 200, "login page")
+            .await?;
+        let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
+        let form = [
+            ("csrf", hidden(&html, "csrf")),
+            ("tx", hidden(&html, "tx")),
+            ("identifier", USERNAME.to_string()),
+            ("password", PASSWORD.to_string()),
+        ];
+        let resp = self
+            .http
+            .post(format!("{}/realms/{REALM}/login", self.base))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("login: {e}"))?;
+        let resp = expect(resp, 303, "login").await?;
+        let cb = location(&resp);
+        if !cb.starts_with(REDIRECT_URI) {
+            return Err(format!("after sign-in expected the callback, got {cb} (consent? the client is first_party)"));
+        }
+        let code = code_from(&cb, &state)?;
+        let tr = self.redeem(&code, &verifier).await?;
+        check_alg("ID token", tr.id_token.as_deref().ok_or("no id_token")?, "RS256", None)?;
+        check_alg("access token", &tr.access_token, "ES256", Some("at+jwt"))?;
+        if tr.refresh_token.is_none() {
+            return Err("no refresh_token in the token response".into());
+        }
+        self.last = Some(tr);
+        Ok(())
+    }
+
+    async fn redeem(&self, code: &str, verifier: &str) -> Res<TokenResponse> {
+        let body =
+            format!("grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}", self.redirect_enc);
+        let resp = self
+            .http
+            .post(self.token_url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CONTENT_TYPE, FORM)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("token: {e}"))?;
+        let bytes = expect(resp, 200, "token (authorization_code)")
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| format!("token: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("token response: {e}"))
+    }
+
+    /// Authorize with the existing session → code. Returns (code, verifier).
+    async fn authorize(&self) -> Res<(String, String)> {
+        let (url, state, verifier) = self.auth_request();
+        let resp = self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?;
+        let resp = expect(resp, 303, "authorize").await?;
+        let code = code_from(&location(&resp), &state)?;
+        Ok((code, verifier))
+    }
+}
+
+fn code_from(callback: &str, state: &str) -> Res<String> {
+    if !callback.starts_with(REDIRECT_URI) {
+        return Err(format!("authorize did not redirect to the callback: {callback}"));
+    }
+    let u = url::Url::parse(callback).map_err(|e| format!("callback {callback}: {e}"))?;
+    let mut code = None;
+    let mut st = None;
+    for (k, v) in u.query_pairs() {
+        match &*k {
+            "code" => code = Some(v.into_owned()),
+            "state" => st = Some(v.into_owned()),
+            "error" => return Err(format!("authorize answered an error: {callback}")),
+            _ => {}
+        }
+    }
+    if st.as_deref() != Some(state) {
+        return Err(format!("state not echoed: {callback}"));
+    }
+    code.ok_or_else(|| format!("no code in {callback}"))
+}
+
+// ---------------------------------------------------------------- workers
+
+enum Worker {
+    Get { http: reqwest::Client, url: reqwest::Url },
+    ClientCredentials { http: reqwest::Client, url: reqwest::Url, auth: HeaderValue },
+    Sso(Box<Browser>),
+    Refresh(Box<Browser>, String),
+    Userinfo { http: reqwest::Client, url: reqwest::Url, bearer: HeaderValue },
+    Introspect { http: reqwest::Client, url: reqwest::Url, auth: HeaderValue, body: String },
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Latency of each operation, µs.
+    lat: Vec<u32>,
+    /// For a round of several requests: latency of each step, µs.
+    steps: Vec<(&'static str, Vec<u32>)>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+impl Worker {
+    /// One operation; `steps` receives the latency of each step of a round.
+    async fn op(&mut self, steps: &mut [u32; 2]) -> Res<()> {
+        match self {
+            Worker::Get { http, url } => {
+                let resp = http.get(url.clone()).send().await.map_err(|e| e.to_string())?;
+                let resp = expect(resp, 200, "GET").await?;
+                resp.bytes().await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            Worker::ClientCredentials { http, url, auth } => {
+                let resp = http
+                    .post(url.clone())
+                    .header(AUTHORIZATION, auth.clone())
+                    .header(CONTENT_TYPE, FORM)
+                    .body("grant_type=client_credentials")
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body = expect(resp, 200, "token (client_credentials)").await?.bytes().await.map_err(|e| e.to_string())?;
+                if !body.starts_with(b"{\"access_token\":\"") && !body.windows(14).any(|w| w == b"\"access_token\"") {
+                    return Err("no access_token in the response".into());
+                }
+                Ok(())
+            }
+            Worker::Sso(b) => {
+                let t0 = Instant::now();
+                let (code, verifier) = b.authorize().await?;
+                let t1 = Instant::now();
+                let tr = b.redeem(&code, &verifier).await?;
+                steps[0] = micros(t1 - t0);
+                steps[1] = micros(t1.elapsed());
+                if tr.id_token.is_none() {
+                    return Err("no id_token".into());
+                }
+                b.last = Some(tr);
+                Ok(())
+            }
+            Worker::Refresh(b, token) => {
+                let body = format!("grant_type=refresh_token&refresh_token={token}");
+                let resp = b
+                    .http
+                    .post(b.token_url.clone())
+                    .header(AUTHORIZATION, b.auth.clone())
+                    .header(CONTENT_TYPE, FORM)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let bytes = expect(resp, 200, "token (refresh_token)").await?.bytes().await.map_err(|e| e.to_string())?;
+                let tr: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| format!("token response: {e}"))?;
+                *token = tr.refresh_token.ok_or("no rotated refresh_token")?;
+                Ok(())
+            }
+            Worker::Userinfo { http, url, bearer } => {
+                let resp = http.get(url.clone()).header(AUTHORIZATION, bearer.clone()).send().await.map_err(|e| e.to_string())?;
+                expect(resp, 200, "userinfo").await?.bytes().await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            Worker::Introspect { http, url, auth, body } => {
+                let resp = http
+                    .post(url.clone())
+                    .header(AUTHORIZATION, auth.clone())
+                    .header(CONTENT_TYPE, FORM)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body = expect(resp, 200, "introspect").await?.bytes().await.map_err(|e| e.to_string())?;
+                if !body.windows(13).any(|w| w == b"\"active\":true") {
+                    return Err(format!("token not active: {}", String::from_utf8_lossy(&body)));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn step_names(&self) -> &'static [&'static str] {
+        match self {
+            Worker::Sso(_) => &["authorize", "token"],
+            _ => &[],
+        }
+    }
+}
+
+/// Runs one worker until `until`; operations started before `measure_from`
+/// are warm-up. Hands the worker back (browsers are reused).
+async fn drive(mut w: Worker, measure_from: Instant, until: Instant, capacity: usize) -> (Stats, Worker) {
+    let names = w.step_names();
+    let mut st = Stats { lat: Vec::with_capacity(capacity), ..Default::default() };
+    for n in names {
+        st.steps.push((n, Vec::with_capacity(capacity)));
+    }
+    let mut steps = [0u32; 2];
+    loop {
+        let t0 = Instant::now();
+        if t0 >= until {
+            break;
+        }
+        let r = w.op(&mut steps).await;
+        let counted = t0 >= measure_from;
+        match r {
+            Ok(()) if counted => {
+                st.lat.push(micros(t0.elapsed()));
+                for (i, (_, v)) in st.steps.iter_mut().enumerate() {
+                    v.push(steps[i]);
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if counted {
+                    st.errors += 1;
+                }
+                if st.first_error.is_none() {
+                    st.first_error = Some(e);
+                }
+                // Do not spin on a dead server.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    (st, w)
+}
+
+// ---------------------------------------------------------------- results
+
+struct Row {
+    scenario: String,
+    generator: String,
+    conns: usize,
+    ops: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_us: f64,
+    gen_us: f64,
+    errors: u64,
+    steps: Vec<(String, f64, f64)>,
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1);
+    sorted[i] as f64 / 1000.0
+}
+
+fn table_header() -> &'static str {
+    "| scenario | generator | connections | ops/s | p50 ms | p99 ms | server CPU µs/op | generator CPU µs/op | errors |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|"
+}
+
+impl Row {
+    fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
+            self.scenario,
+            self.generator,
+            self.conns,
+            self.ops,
+            self.p50_ms,
+            self.p99_ms,
+            self.server_us,
+            self.gen_us,
+            self.errors
+        )
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+struct Bench<'a> {
+    o: &'a Opts,
+    setup: &'a Setup,
+    server: &'a Server,
+    browsers: Vec<Browser>,
+}
+
+impl Bench<'_> {
+    /// Signed-in browsers, one per connection (made once, shared by the
+    /// scenarios that need a session or a person's tokens).
+    async fn browsers(&mut self) -> Res<()> {
+        if self.browsers.len() >= self.o.concurrency {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let gate = Arc::new(tokio::sync::Semaphore::new(4));
+        for _ in self.browsers.len()..self.o.concurrency {
+            let mut b = Browser::new(&self.server.url)?;
+            let gate = gate.clone();
+            tasks.spawn(async move {
+                let _permit = gate.acquire().await;
+                b.sign_in().await.map(|()| b)
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            self.browsers.push(r.map_err(|e| format!("sign-in task: {e}"))??);
+        }
+        eprintln!("  {} browsers signed in ({} ms, Argon2id each)", self.browsers.len(), t.elapsed().as_millis());
+        Ok(())
+    }
+
+    async fn workers(&mut self, scenario: &str) -> Res<Vec<Worker>> {
+        let base = &self.server.url;
+        let parse = |p: &str| reqwest::Url::parse(&format!("{base}{p}")).map_err(|e| format!("URL {p}: {e}"));
+        let n = self.o.concurrency;
+        let mut out = Vec::with_capacity(n);
+        match scenario {
+            "discovery" | "jwks" => {
+                let path = if scenario == "jwks" {
+                    format!("/realms/{REALM}/jwks")
+                } else {
+                    format!("/realms/{REALM}/.well-known/openid-configuration")
+                };
+                for _ in 0..n {
+                    out.push(Worker::Get { http: http_client(false)?, url: parse(&path)? });
+                }
+            }
+            "client_credentials" => {
+                for _ in 0..n {
+                    out.push(Worker::ClientCredentials {
+                        http: http_client(false)?,
+                        url: parse(&format!("/realms/{REALM}/token"))?,
+                        auth: basic_auth(),
+                    });
+                }
+                // Check once that the token is what the issue asks for.
+                let resp = http_client(false)?
+                    .post(parse(&format!("/realms/{REALM}/token"))?)
+                    .header(AUTHORIZATION, basic_auth())
+                    .header(CONTENT_TYPE, FORM)
+                    .body("grant_type=client_credentials")
+                    .send()
+                    .await
+                    .map_err(|e| format!("client_credentials: {e}"))?;
+                let tr: TokenResponse = serde_json::from_slice(
+                    &expect(resp, 200, "client_credentials").await?.bytes().await.map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| format!("client_credentials response: {e}"))?;
+                check_alg("client_credentials access token", &tr.access_token, "ES256", Some("at+jwt"))?;
+            }
+            "sso_round" | "refresh" | "userinfo" | "introspect" => {
+                self.browsers().await?;
+                for b in self.browsers.drain(..) {
+                    let last = b.last.as_ref().ok_or("a browser without tokens")?;
+                    let w = match scenario {
+                        "sso_round" => Worker::Sso(Box::new(b)),
+                        "refresh" => {
+                            let rt = last.refresh_token.clone().ok_or("no refresh token")?;
+                            Worker::Refresh(Box::new(b), rt)
+                        }
+                        "userinfo" => Worker::Userinfo {
+                            http: http_client(false)?,
+                            url: parse(&format!("/realms/{REALM}/userinfo"))?,
+                            bearer: HeaderValue::from_str(&format!("Bearer {}", last.access_token))
+                                .map_err(|e| e.to_string())?,
+                        },
+                        _ => Worker::Introspect {
+                            http: http_client(false)?,
+                            url: parse(&format!("/realms/{REALM}/introspect"))?,
+                            auth: basic_auth(),
+                            body: format!("token={}", enc(&last.access_token)),
+                        },
+                    };
+                    out.push(w);
+                }
+            }
+            other => return Err(format!("unknown scenario {other}")),
+        }
+        Ok(out)
+    }
+
+    /// Gives the browsers back after a scenario that used them.
+    fn reclaim(&mut self, workers: &mut Vec<Worker>) {
+        for w in workers.drain(..) {
+            match w {
+                Worker::Sso(b) => self.browsers.push(*b),
+                Worker::Refresh(mut b, rt) => {
+                    if let Some(last) = b.last.as_mut() {
+                        last.refresh_token = Some(rt);
+                    }
+                    self.browsers.push(*b);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn run(&mut self, scenario: &str) -> Res<Row> {
+        let mut workers = self.workers(scenario).await?;
+        let tck = self.setup.tck;
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs(self.o.warmup);
+        let until = measure_from + Duration::from_secs(self.o.secs);
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in workers.drain(..) {
+            tasks.spawn(drive(w, measure_from, until, 4096));
+        }
+        tokio::time::sleep_until(measure_from.into()).await;
+        let s0 = self.server.cpu(tck);
+        let g0 = cpu_secs("self", tck).0;
+        tokio::time::sleep_until(until.into()).await;
+        let s1 = self.server.cpu(tck);
+        let g1 = cpu_secs("self", tck).0;
+        let mut all = Stats::default();
+        while let Some(r) = tasks.join_next().await {
+            let (st, w) = r.map_err(|e| format!("worker: {e}"))?;
+            workers.push(w);
+            all.lat.extend_from_slice(&st.lat);
+            for (name, v) in st.steps {
+                match all.steps.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, acc)) => acc.extend_from_slice(&v),
+                    None => all.steps.push((name, v)),
+                }
+            }
+            all.errors += st.errors;
+            if all.first_error.is_none() {
+                all.first_error = st.first_error;
+            }
+        }
+        self.reclaim(&mut workers);
+        if let Some(e) = &all.first_error {
+            eprintln!("  {scenario}: {} errors; first: {e}", all.errors);
+        }
+        let n = all.lat.len().max(1) as f64;
+        all.lat.sort_unstable();
+        let steps = all
+            .steps
+            .iter_mut()
+            .map(|(name, v)| {
+                v.sort_unstable();
+                (name.to_string(), pct(v, 50.0), pct(v, 99.0))
+            })
+            .collect();
+        Ok(Row {
+            scenario: scenario.to_string(),
+            generator: "bench (reqwest)".into(),
+            conns: self.o.concurrency,
+            ops: all.lat.len() as f64 / self.o.secs as f64,
+            p50_ms: pct(&all.lat, 50.0),
+            p99_ms: pct(&all.lat, 99.0),
+            server_us: (s1 - s0) * 1e6 / n,
+            gen_us: (g1 - g0) * 1e6 / n,
+            errors: all.errors,
+            steps,
+        })
+    }
+
+    /// The same load from `wrk -t2` (a C generator using far less CPU).
+    fn wrk(&self, scenario: &str) -> Res<Option<Row>> {
+        let (path, script) = match scenario {
+            "discovery" => (format!("/realms/{REALM}/.well-known/openid-configuration"), None),
+            "jwks" => (format!("/realms/{REALM}/jwks"), None),
+            "client_credentials" => {
+                let lua = format!(
+                    "wrk.method = \"POST\"\nwrk.body = \"grant_type=client_credentials\"\n\
+                     wrk.headers[\"Content-Type\"] = \"{FORM}\"\nwrk.headers[\"Authorization\"] = \"{}\"\n",
+                    basic_auth().to_str().unwrap_or_default()
+                );
+                let file = self.setup.dir.path().join("client_credentials.lua");
+                std::fs::write(&file, lua).map_err(|e| format!("{}: {e}", file.display()))?;
+                (format!("/realms/{REALM}/token"), Some(file))
+            }
+            _ => return Ok(None),
+        };
+        let tck = self.setup.tck;
+        let url = format!("{}{path}", self.server.url);
+        let conns = self.o.concurrency.max(2);
+        let mut cmd = Command::new("wrk");
+        cmd.args(["-t2", &format!("-c{conns}"), &format!("-d{}s", self.o.secs), "--latency"]);
+        if let Some(s) = &script {
+            cmd.arg("-s").arg(s);
+        }
+        cmd.arg(&url);
+        let s0 = self.server.cpu(tck);
+        let c0 = cpu_secs("self", tck).1;
+        let out = match cmd.output() {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("wrk: {e}")),
+        };
+        let s1 = self.server.cpu(tck);
+        let c1 = cpu_secs("self", tck).1;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let total: f64 = text
+            .lines()
+            .find(|l| l.contains(" requests in "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let rps: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        let lat = |p: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_string()))
+                .and_then(|v| wrk_duration_ms(&v))
+                .unwrap_or(0.0)
+        };
+        let errors: u64 = text
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("Non-2xx or 3xx responses:").map(|v| v.trim().parse::<u64>().unwrap_or(0)).or_else(
+                    || {
+                        l.strip_prefix("Socket errors:").map(|v| {
+                            v.split(',')
+                                .filter_map(|p| p.split_whitespace().last().and_then(|n| n.parse::<u64>().ok()))
+                                .sum()
+                        })
+                    },
+                )
+            })
+            .sum();
+        let n = total.max(1.0);
+        Ok(Some(Row {
+            scenario: scenario.to_string(),
+            generator: "wrk -t2".into(),
+            conns,
+            ops: rps,
+            p50_ms: lat("50%"),
+            p99_ms: lat("99%"),
+            server_us: (s1 - s0) * 1e6 / n,
+            gen_us: (c1 - c0) * 1e6 / n,
+            errors,
+            steps: Vec::new(),
+        }))
+    }
+}
+
+/// `1.23ms`, `456.78us`, `1.02s` → milliseconds.
+fn wrk_duration_ms(v: &str) -> Option<f64> {
+    let v = v.trim();
+    for (suffix, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)] {
+        if let Some(n) = v.strip_suffix(suffix)
+            && let Ok(x) = n.parse::<f64>()
+        {
+            return Some(x * scale);
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------- main
+
+fn run() -> Res<()> {
+    let o = parse_opts()?;
+    civid::server::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
+    let setup = Setup::new(&o, &rt)?;
+    println!("# civid load benchmark");
+    println!();
+    println!("- machine: {}", machine());
+    println!("- build: release (`cargo bench` profile), binary {}", env!("CARGO_BIN_EXE_civid"));
+    println!("- backend: {}", setup.backend);
+    println!(
+        "- load: {} s per scenario after {} s warm-up, {} keep-alive HTTP/1.1 connections, generator on the same machine",
+        o.secs, o.warmup, o.concurrency
+    );
+    println!();
+
+    // Fresh database: migrations, realm file, key generation.
+    eprintln!("starting on a fresh database…");
+    let mut first = setup.serve(0)?;
+    let fresh = first.ready;
+    let fresh_self = first.self_reported_ms();
+    let fresh_rss = first.rss_kib();
+    first.stop()?;
+    drop(first);
+    let user_add = setup.add_user()?;
+
+    // Restarts on the existing database; the last one stays up for the load.
+    let mut readies = Vec::new();
+    let mut selfs = Vec::new();
+    let mut server = None;
+    for i in 0..o.restarts {
+        let mut s = setup.serve(i + 1)?;
+        readies.push(s.ready);
+        selfs.extend(s.self_reported_ms());
+        if i + 1 == o.restarts {
+            server = Some(s);
+        } else {
+            s.stop()?;
+        }
+    }
+    let Some(mut server) = server else { return Err("no server".into()) };
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_start = server.rss_kib();
+    let mut sorted = readies.clone();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = sorted[sorted.len() / 2];
+
+    let mut rows = Vec::new();
+    let mut bench = Bench { o: &o, setup: &setup, server: &server, browsers: Vec::new() };
+    for sc in &o.scenarios {
+        eprintln!("scenario {sc}…");
+        let row = rt.block_on(bench.run(sc))?;
+        eprintln!("  {}", row.markdown());
+        rows.push(row);
+        if o.wrk
+            && let Some(row) = bench.wrk(sc)?
+        {
+            eprintln!("  {}", row.markdown());
+            rows.push(row);
+        }
+    }
+    drop(bench);
+    let rss_after = server.rss_kib();
+    let hwm = server.hwm_kib();
+    let complaints = server.complaints();
+    server.stop()?;
+
+    println!("## Start and memory ({})", setup.backend);
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| ready, fresh database (migrate, apply realm, generate keys) | {:.0} ms (server's own figure {} ms) |",
+        ms(fresh),
+        fresh_self.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "| ready, restart on the existing database: median of {} | {:.0} ms (min {:.0}, max {:.0}; server's own figure {} ms) |",
+        readies.len(),
+        ms(median),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1]),
+        selfs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")
+    );
+    println!("| `civid user add` (Argon2id hash) | {:.0} ms |", ms(user_add));
+    println!("| RSS right after a fresh start | {} MiB |", mib(fresh_rss));
+    println!("| RSS 1 s after ready (restart) | {} MiB |", mib(rss_start));
+    println!("| RSS after the load | {} MiB |", mib(rss_after));
+    println!("| peak RSS (VmHWM) | {} MiB |", mib(hwm));
+    println!();
+    println!("## Throughput ({}, {} s each)", setup.backend, o.secs);
+    println!();
+    println!("{}", table_header());
+    for r in &rows {
+        println!("{}", r.markdown());
+    }
+    let with_steps: Vec<&Row> = rows.iter().filter(|r| !r.steps.is_empty()).collect();
+    if !with_steps.is_empty() {
+        println!();
+        println!("| scenario | step | p50 ms | p99 ms |");
+        println!("|---|---|---:|---:|");
+        for r in with_steps {
+            for (name, p50, p99) in &r.steps {
+                println!("| {} | {name} | {p50:.2} | {p99:.2} |", r.scenario);
+            }
+        }
+    }
+    if !complaints.is_empty() {
+        println!();
+        println!("server logged {} warnings/errors; first ones:", complaints.len());
+        for c in complaints.iter().take(5) {
+            println!("    {c}");
+        }
+    }
+
+    if let Some((base, admin)) = &setup.pg_admin
+        && !o.keep
+    {
+        rt.block_on(pg_exec(base, admin, &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")))?;
+    }
+    if o.keep {
+        let kept = setup.dir.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    Ok(())
+}

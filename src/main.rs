@@ -224,7 +224,10 @@ impl Ops {
 
 async fn run(command: Command, settings: Settings) -> Result<(), String> {
     match command {
-        Command::Serve { no_migrate, no_apply } => serve(settings, !no_migrate, !no_apply).await,
+        Command::Serve { no_migrate, no_apply } => {
+            let (migrate, apply) = (!no_migrate && settings.migrate_on_start, !no_apply && settings.apply_realms_on_start);
+            serve(settings, migrate, apply).await
+        }
         Command::Migrate => {
             Ops::open(settings).await?;
             println!("migrations are up to date");

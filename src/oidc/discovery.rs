@@ -48,7 +48,6 @@ pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
         "require_request_uri_registration": false,
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["zh-CN", "en"],
-        "claims_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
         "acr_values_supported": ["L2"],
     })
