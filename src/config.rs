@@ -39,6 +39,8 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// How often (seconds) a node checks whether realms, clients or keys changed.
     pub cache_refresh_secs: u64,
+    /// Seconds between signed checkpoints of the audit chains.
+    pub audit_checkpoint_secs: u64,
     /// `text` or `json` logs.
     pub log_format: String,
     /// Seconds in-flight requests get to finish after SIGTERM.
@@ -61,6 +63,7 @@ impl Default for Settings {
             apply_realms_on_start: true,
             migrate_on_start: true,
             cache_refresh_secs: 2,
+            audit_checkpoint_secs: 60,
             log_format: "text".into(),
             shutdown_grace_secs: 20,
         }

@@ -61,6 +61,38 @@ enum Command {
         #[command(subcommand)]
         command: ClientCmd,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every chain and signed checkpoint; name the first broken entry.
+    Verify {
+        #[arg(long)]
+        realm: String,
+    },
+    /// Sign a checkpoint of the chain heads now (nodes do it every minute).
+    Checkpoint {
+        #[arg(long)]
+        realm: String,
+    },
+    /// Write entries as JSON lines to standard output, newest first.
+    Export {
+        #[arg(long)]
+        realm: String,
+        /// Only entries at or after this Unix time.
+        #[arg(long)]
+        since: Option<i64>,
+    },
+    /// Delete entries older than the realm's retention, up to a checkpoint.
+    Prune {
+        #[arg(long)]
+        realm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,7 +257,8 @@ impl Ops {
 async fn run(command: Command, settings: Settings) -> Result<(), String> {
     match command {
         Command::Serve { no_migrate, no_apply } => {
-            let (migrate, apply) = (!no_migrate && settings.migrate_on_start, !no_apply && settings.apply_realms_on_start);
+            let (migrate, apply) =
+                (!no_migrate && settings.migrate_on_start, !no_apply && settings.apply_realms_on_start);
             serve(settings, migrate, apply).await
         }
         Command::Migrate => {
@@ -279,6 +312,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             ops.announce(&name).await;
             Ok(())
         }
+        Command::Audit { command } => audit_command(command, settings).await,
         Command::Keys { command: KeysCmd::List { realm: name } } => {
             let ops = Ops::open(settings).await?;
             let t = store::now();
@@ -434,4 +468,54 @@ async fn serve(settings: Settings, migrate: bool, apply: bool) -> Result<(), Str
     }
     println!("ready in {} ms", started.elapsed().as_millis());
     server::run(state, listener, server::shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+async fn audit_command(command: AuditCmd, settings: Settings) -> Result<(), String> {
+    use civid::audit;
+    let ops = Ops::open(settings).await?;
+    let secrets = ops.secrets().await?;
+    match command {
+        AuditCmd::Verify { realm } => {
+            let r = audit::verify::verify(&ops.db, &secrets.kek, &realm).await?;
+            println!(
+                "audit log of realm {realm} verifies: {} entries in {} chains, {} signed checkpoints",
+                r.entries, r.chains, r.checkpoints
+            );
+            Ok(())
+        }
+        AuditCmd::Checkpoint { realm } => {
+            let wrote = audit::checkpoint::write(&ops.db, &secrets.kek, &realm).await?;
+            println!("{}", if wrote { "checkpoint signed" } else { "nothing new since the last checkpoint" });
+            Ok(())
+        }
+        AuditCmd::Export { realm, since } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut before = None;
+            loop {
+                let q =
+                    store::audit::Query { since, before_id: before, limit: 1000, ..store::audit::Query::realm(&realm) };
+                let page = store::audit::search(&ops.db, &q).await.map_err(|e| e.to_string())?;
+                let Some(last) = page.last() else { break };
+                before = Some(last.id);
+                for e in &page {
+                    let line = serde_json::json!({
+                        "id": e.id, "realm": e.realm, "chain": e.chain_id, "seq": e.seq, "prev_hash": e.prev_hash,
+                        "hash": e.hash, "at": e.at, "kind": e.kind, "outcome": e.outcome, "actor": e.actor,
+                        "client_id": e.client_id, "ip": e.ip,
+                        "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default(),
+                    });
+                    writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        }
+        AuditCmd::Prune { realm } => {
+            let rs = ops.realm_settings(&realm).await?;
+            let before = store::now() - (rs.audit.retention_days as i64) * 86_400;
+            let n = audit::verify::prune(&ops.db, &secrets.kek, &realm, before).await?;
+            println!("removed {n} entries older than {} days", rs.audit.retention_days);
+            Ok(())
+        }
+    }
 }

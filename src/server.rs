@@ -152,6 +152,19 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
     }));
     let s = state.clone();
     tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(s.settings.audit_checkpoint_secs.max(1)));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for realm in s.realms.names() {
+                if let Err(e) = crate::audit::checkpoint::write(&s.db, &s.secrets.kek, &realm).await {
+                    tracing::warn!(realm, "audit checkpoint failed: {e}");
+                }
+            }
+        }
+    }));
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;

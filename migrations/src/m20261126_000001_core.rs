@@ -188,6 +188,10 @@ impl MigrationTrait for Migration {
                 .if_not_exists()
                 .col(big_pk_auto("id"))
                 .col(string("realm"))
+                .col(string("chain_id"))
+                .col(big_integer("seq"))
+                .col(string("prev_hash"))
+                .col(string("hash"))
                 .col(big_integer("at"))
                 .col(string("kind"))
                 .col(string("outcome"))
@@ -199,11 +203,27 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(index("audit_events_realm_at", "audit_events", &["realm", "at"], false)).await?;
+        m.create_index(index("audit_events_chain", "audit_events", &["realm", "chain_id", "seq"], true)).await?;
+
+        m.create_table(
+            Table::create()
+                .table("audit_checkpoints")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("realm"))
+                .col(big_integer("at"))
+                .col(text("heads"))
+                .col(text("signature"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index("audit_checkpoints_realm", "audit_checkpoints", &["realm", "at"], false)).await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in [
+            "audit_checkpoints",
             "audit_events",
             "refresh_tokens",
             "grants",

@@ -1,19 +1,30 @@
 //! The audit log: who did what, when, from where, and how it ended. Events
 //! name people by their internal id and never carry secrets or unmasked
-//! personal data. (The tamper-evident chain arrives with the operators
-//! issue; the event vocabulary and the group commit start here.)
+//! personal data.
 //!
-//! An event is committed before the response it describes is sent: the
-//! request waits for its write. Concurrent requests share one INSERT (group
-//! commit), so auditing every token stays cheap under load.
-use serde_json::Value;
+//! Durable: `record` returns once its entry is committed, so an entry is
+//! written before the response it describes is sent. Concurrent requests
+//! share one INSERT (group commit) made by the node's writer task.
+//!
+//! Tamper-evident without a global lock: each node appends to its own chain
+//! per realm (an entry's hash covers its content and the previous entry's
+//! hash), and checkpoints of all chain heads are signed with the realm's
+//! audit key (`checkpoint`); `verify` checks both and names the first broken
+//! entry.
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::crypto::random;
 use crate::state::AppState;
 use crate::store::Db;
 use crate::store::audit::{self as table, EventRow};
 
-/// Most events written by one INSERT.
+pub mod checkpoint;
+pub mod verify;
+
+/// Most entries written by one INSERT.
 const BATCH: usize = 256;
 
 pub struct Event<'a> {
@@ -54,6 +65,10 @@ impl<'a> Event<'a> {
     fn row(self) -> EventRow {
         EventRow {
             realm: self.realm.to_string(),
+            chain_id: String::new(),
+            seq: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
             at: crate::store::now(),
             kind: self.kind.to_string(),
             outcome: self.outcome.to_string(),
@@ -63,6 +78,40 @@ impl<'a> Event<'a> {
             detail: self.detail.to_string(),
         }
     }
+}
+
+/// The hash of an entry: SHA-256 over its place in the chain, its content
+/// and its predecessor's hash, as a canonical JSON array.
+pub fn entry_hash(e: &EventRow) -> String {
+    let canonical =
+        json!([e.chain_id, e.seq, e.prev_hash, e.realm, e.at, e.kind, e.outcome, e.actor, e.client_id, e.ip, e.detail]);
+    random::sha256_b64(canonical.to_string().as_bytes())
+}
+
+/// One node's chains, one per realm, extended only by the writer task.
+struct Chains {
+    id: String,
+    heads: HashMap<String, (i64, String)>,
+}
+
+impl Chains {
+    fn new() -> Chains {
+        Chains { id: new_chain_id(), heads: HashMap::new() }
+    }
+
+    fn link(&mut self, row: &mut EventRow) {
+        let (seq, prev) = self.heads.get(&row.realm).cloned().unwrap_or((0, String::new()));
+        row.chain_id = self.id.clone();
+        row.seq = seq + 1;
+        row.prev_hash = prev;
+        row.hash = entry_hash(row);
+        self.heads.insert(row.realm.clone(), (row.seq, row.hash.clone()));
+    }
+}
+
+fn new_chain_id() -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    format!("{stamp}-{}", random::token(6).unwrap_or_else(|_| "node".into()))
 }
 
 type Job = (EventRow, oneshot::Sender<bool>);
@@ -76,14 +125,21 @@ impl AuditWriter {
     pub fn spawn(db: Db) -> AuditWriter {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * BATCH);
         tokio::spawn(async move {
+            let mut chains = Chains::new();
             let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut jobs, BATCH).await > 0 {
-                let (rows, acks): (Vec<EventRow>, Vec<oneshot::Sender<bool>>) = jobs.drain(..).unzip();
+                let (mut rows, acks): (Vec<EventRow>, Vec<oneshot::Sender<bool>>) = jobs.drain(..).unzip();
+                for row in rows.iter_mut() {
+                    chains.link(row);
+                }
                 let n = rows.len();
                 let ok = match table::append_many(&db, rows).await {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::error!(events = n, "audit events not written: {e}");
+                        tracing::error!(entries = n, "audit entries not written: {e}");
+                        // Whether they were is unknown: continue on a new
+                        // chain rather than risk a fork or a gap in this one.
+                        chains = Chains::new();
                         false
                     }
                 };
@@ -100,23 +156,24 @@ impl AuditWriter {
 /// logged loudly; the request it describes has already been decided.
 pub async fn record(state: &AppState, e: Event<'_>) {
     let (ack, done) = oneshot::channel();
-    let row = e.row();
-    match state.audit.tx.send((row, ack)).await {
+    match state.audit.tx.send((e.row(), ack)).await {
         Ok(()) => {
             let _ = done.await;
         }
-        Err(mpsc::error::SendError((row, _))) => write_now(&state.db, row).await,
+        Err(mpsc::error::SendError((row, _))) => write_alone(&state.db, row).await,
     }
 }
 
-/// Appends one event directly (CLI commands, which have no writer).
+/// Appends one event on a chain of its own (CLI commands, which have no
+/// writer task).
 pub async fn append(db: &Db, e: Event<'_>) {
-    write_now(db, e.row()).await;
+    write_alone(db, e.row()).await;
 }
 
-async fn write_now(db: &Db, row: EventRow) {
+async fn write_alone(db: &Db, mut row: EventRow) {
+    Chains::new().link(&mut row);
     let kind = row.kind.clone();
     if let Err(err) = table::append_many(db, vec![row]).await {
-        tracing::error!(kind, "audit event not written: {err}");
+        tracing::error!(kind, "audit entry not written: {err}");
     }
 }

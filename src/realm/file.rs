@@ -87,6 +87,9 @@ fn validate_settings(s: &RealmSettings) -> Result<(), String> {
             return Err(format!("resource {:?} must not have a fragment (RFC 8707)", r.uri));
         }
     }
+    if s.audit.retention_days < 183 {
+        return Err("settings.audit.retention_days must be at least 183 (six months, Cybersecurity Law Art. 21)".into());
+    }
     for id in &s.login_identifiers {
         if !["phone", "email", "username"].contains(&id.as_str()) {
             return Err(format!("settings.login_identifiers: unknown identifier {id:?} (phone, email, username)"));

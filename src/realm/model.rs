@@ -30,6 +30,21 @@ pub struct RealmSettings {
     pub scopes: BTreeMap<String, ScopeSettings>,
     /// Identifiers a person may sign in with.
     pub login_identifiers: Vec<String>,
+    pub audit: AuditSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Audit entries are kept this many days (at least 183: the
+    /// Cybersecurity Law requires six months of logs).
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { retention_days: 3 * 365 }
+    }
 }
 
 impl Default for RealmSettings {
@@ -53,6 +68,7 @@ impl Default for RealmSettings {
             resources: Vec::new(),
             scopes,
             login_identifiers: vec!["phone".into(), "email".into(), "username".into()],
+            audit: AuditSettings::default(),
         }
     }
 }

@@ -184,6 +184,10 @@ pub mod audit_event {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub realm: String,
+        pub chain_id: String,
+        pub seq: i64,
+        pub prev_hash: String,
+        pub hash: String,
         pub at: i64,
         pub kind: String,
         pub outcome: String,
@@ -191,6 +195,21 @@ pub mod audit_event {
         pub client_id: Option<String>,
         pub ip: Option<String>,
         pub detail: String,
+    }
+    no_relations!();
+}
+
+pub mod audit_checkpoint {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_checkpoints")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub realm: String,
+        pub at: i64,
+        pub heads: String,
+        pub signature: String,
     }
     no_relations!();
 }

@@ -55,12 +55,13 @@ async fn pg_admin(base: &str, db: &str) -> sea_orm::DatabaseConnection {
 }
 
 fn base_settings() -> Settings {
-    let mut s = Settings::default();
-    s.kek = TEST_KEK.into();
-    s.realms_dir = realms_dir();
-    s.database_max_connections = 5;
-    s.cache_refresh_secs = 1;
-    s
+    Settings {
+        kek: TEST_KEK.into(),
+        realms_dir: realms_dir(),
+        database_max_connections: 5,
+        cache_refresh_secs: 1,
+        ..Default::default()
+    }
 }
 
 async fn prepare_template(settings: &Settings) {

@@ -39,13 +39,12 @@ async fn two_nodes_share_codes_and_sessions() {
 
     // A person, created with the library on the same database.
     let helper = TestServer::start_with(
-        {
-            let mut s = civid::config::Settings::default();
-            s.database_url = db.clone();
-            s.kek = crate::harness::TEST_KEK.into();
-            s.redis_url = redis_url().unwrap_or_default();
-            s.redis_key_prefix = prefix.clone();
-            s
+        civid::config::Settings {
+            database_url: db.clone(),
+            kek: crate::harness::TEST_KEK.into(),
+            redis_url: redis_url().unwrap_or_default(),
+            redis_key_prefix: prefix.clone(),
+            ..Default::default()
         },
         None,
     )
