@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Address and port of the public listener.
     pub listen: SocketAddr,
+    /// Address and port of the admin listener (admin API, /metrics): keep
+    /// it on loopback or a management network. Empty: no admin listener.
+    pub admin_listen: String,
     /// The URL citizens and portals reach civid at; issuers are
     /// `{public_url}/realms/{realm}`. Empty: `http://{listen}`.
     pub public_url: String,
@@ -51,6 +54,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: "127.0.0.1:8081".into(),
             public_url: String::new(),
             database_url: "sqlite://data/civid.db?mode=rwc".into(),
             database_max_connections: 16,

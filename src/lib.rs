@@ -1,12 +1,14 @@
 //! civid: a unified identity provider for a city's government online
 //! services, speaking OpenID Connect. See docs/ARCHITECTURE.md for the map.
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod oidc;
 pub mod realm;
 pub mod secrets;

@@ -61,10 +61,37 @@ enum Command {
         #[command(subcommand)]
         command: ClientCmd,
     },
+    /// Administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCmd,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create the first administrator in the admin realm (once).
+    Bootstrap {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give an administrator a role in a realm (or `*`).
+    Grant {
+        #[arg(long)]
+        username: String,
+        /// realm-admin, helpdesk, auditor, pii-reader
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        realm: String,
     },
 }
 
@@ -313,6 +340,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Audit { command } => audit_command(command, settings).await,
+        Command::Admin { command } => admin_command(command, settings).await,
         Command::Keys { command: KeysCmd::List { realm: name } } => {
             let ops = Ops::open(settings).await?;
             let t = store::now();
@@ -352,17 +380,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             if identifiers.is_empty() {
                 return Err("give at least one of --phone, --email, --username".into());
             }
-            let password = if password_stdin {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password: {e}"))?;
-                let pw = s.lines().next().unwrap_or_default().to_string();
-                if pw.chars().count() < 8 {
-                    return Err("the password must have at least 8 characters".into());
-                }
-                Some(pw)
-            } else {
-                None
-            };
+            let password = if password_stdin { Some(read_password()?) } else { None };
             let id = users::create(
                 &ops.db,
                 &secrets,
@@ -450,8 +468,19 @@ async fn serve(settings: Settings, migrate: bool, apply: bool) -> Result<(), Str
     let listen = settings.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin = match settings.admin_listen.trim() {
+        "" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?,
+        ),
+    };
     let state = server::prepare(settings, StartOptions { migrate, apply_realms: apply, verbose: true }).await?;
     println!("civid listening on http://{listen} (public URL {})", state.settings.public_url);
+    if let Some(a) = admin.as_ref().and_then(|l| l.local_addr().ok()) {
+        println!("admin API and /metrics on http://{a}");
+    }
     for name in {
         let mut n = state.realms.names();
         n.sort();
@@ -467,7 +496,7 @@ async fn serve(settings: Settings, migrate: bool, apply: bool) -> Result<(), Str
         }
     }
     println!("ready in {} ms", started.elapsed().as_millis());
-    server::run(state, listener, server::shutdown_signal()).await.map_err(|e| e.to_string())
+    server::run(state, listener, admin, server::shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 async fn audit_command(command: AuditCmd, settings: Settings) -> Result<(), String> {
@@ -518,4 +547,54 @@ async fn audit_command(command: AuditCmd, settings: Settings) -> Result<(), Stri
             Ok(())
         }
     }
+}
+
+async fn admin_command(command: AdminCmd, settings: Settings) -> Result<(), String> {
+    let ops = Ops::open(settings).await?;
+    let secrets = ops.secrets().await?;
+    match command {
+        AdminCmd::Bootstrap { username, password_stdin } => {
+            if !password_stdin {
+                return Err("give the password on standard input with --password-stdin".into());
+            }
+            let pw = read_password()?;
+            let id = civid::admin::actions::bootstrap(&ops.db, &secrets, &username, pw).await?;
+            println!("created administrator {username} ({id}) with every role in every realm");
+            Ok(())
+        }
+        AdminCmd::Grant { username, role, realm } => {
+            let role = civid::admin::roles::Role::parse(&role)
+                .ok_or_else(|| format!("unknown role {role:?} (realm-admin, helpdesk, auditor, pii-reader)"))?;
+            let ident = Identifier::username(&username).ok_or("not a username")?;
+            let user = store::users::find_by_identifier(
+                &ops.db,
+                civid::admin::ADMIN_REALM,
+                "username",
+                &ident.blind_index(&secrets.sealer),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no administrator {username}"))?;
+            store::admins::grant(&ops.db, &user.id, role.as_str(), &realm).await.map_err(|e| e.to_string())?;
+            civid::audit::append(
+                &ops.db,
+                civid::audit::Event::new(civid::admin::ADMIN_REALM, "admin.role.granted", "success")
+                    .actor("cli")
+                    .detail(serde_json::json!({ "user": user.id, "role": role.as_str(), "realm": realm })),
+            )
+            .await;
+            println!("{username} is now {} in {realm}", role.as_str());
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password: {e}"))?;
+    let pw = s.lines().next().unwrap_or_default().to_string();
+    if pw.chars().count() < 8 {
+        return Err("the password must have at least 8 characters".into());
+    }
+    Ok(pw)
 }

@@ -51,6 +51,7 @@ pub fn redact(url: &str) -> String {
 
 pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedState, String> {
     install_crypto_provider();
+    crate::metrics::handle();
     let db = store::connect(&settings.database_url, settings.database_max_connections)
         .await
         .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?;
@@ -102,29 +103,49 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
     Ok(state)
 }
 
-/// Serves until `shutdown` resolves; in-flight requests then get
-/// `shutdown_grace_secs` to finish before the remaining connections close.
+/// Serves the public listener (and the admin listener, when given) until
+/// `shutdown` resolves; in-flight requests then get `shutdown_grace_secs`
+/// to finish before the remaining connections close.
 pub async fn run(
     state: SharedState,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
     let tasks = spawn_background(state.clone());
-    let app = crate::app(state);
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping.send(true);
-        })
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let public = axum::serve(listener, crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait_stop(stopped.clone()))
         .into_future();
+    let admin = admin.map(|l| {
+        axum::serve(l, crate::http::admin::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(wait_stop(stopped.clone()))
+            .into_future()
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let both = async move {
+        match admin {
+            Some(a) => {
+                let (p, a) = tokio::join!(public, a);
+                p.and(a)
+            }
+            None => public.await,
+        }
+    };
+    let mut stopped_rx = stopped;
     let deadline = async move {
-        let _ = stopped.changed().await;
+        let _ = stopped_rx.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;
     };
     let r = tokio::select! {
-        r = serve => r,
+        r = both => r,
         _ = deadline => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
             Ok(())

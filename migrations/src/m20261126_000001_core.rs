@@ -218,11 +218,25 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(index("audit_checkpoints_realm", "audit_checkpoints", &["realm", "at"], false)).await?;
+
+        m.create_table(
+            Table::create()
+                .table("admin_roles")
+                .if_not_exists()
+                .col(string("user_id"))
+                .col(string("role"))
+                .col(string("realm"))
+                .col(big_integer("created_at"))
+                .primary_key(Index::create().col("user_id").col("role").col("realm"))
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in [
+            "admin_roles",
             "audit_checkpoints",
             "audit_events",
             "refresh_tokens",

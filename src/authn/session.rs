@@ -154,3 +154,18 @@ pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Resul
         r.ended_at.is_none() && r.expires_at > t && r.last_seen_at + realm.settings.session.idle_secs as i64 > t
     }))
 }
+
+/// Ends every live session of a person (an operator's "end all sessions",
+/// disabling the account, a password reset): on every node at once, since
+/// the cache entries go too. Refresh tokens bound to them are revoked unless
+/// they were issued for offline access. Returns how many ended.
+pub async fn end_all(state: &AppState, realm: &str, user_id: &str, reason: &str) -> Result<usize> {
+    let live = sessions::live_of_user(&state.db, realm, user_id).await?;
+    let t = now();
+    for s in &live {
+        sessions::end(&state.db, realm, &s.id, reason, t).await?;
+        crate::store::grants::revoke_session_tokens(&state.db, realm, &s.id).await?;
+        state.eph.delete(&cache_key(realm, &s.token_hash)).await?;
+    }
+    Ok(live.len())
+}

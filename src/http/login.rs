@@ -233,6 +233,7 @@ async fn login_submit(
     let client_id = c.tx.request.client_id.clone();
     let user_id = match outcome {
         Outcome::Failure { reason, user_id } => {
+            crate::metrics::signin("pwd", "failure");
             let mut ev = audit::Event::new(&r.name, "signin.password", "failure")
                 .client(&client_id)
                 .ip(ip.as_deref())
@@ -243,7 +244,10 @@ async fn login_submit(
             audit::record(&state, ev).await;
             return Ok(login_form(&state, &c, &identifier, Some("login.error.invalid")));
         }
-        Outcome::Success { user_id } => user_id,
+        Outcome::Success { user_id } => {
+            crate::metrics::signin("pwd", "success");
+            user_id
+        }
     };
     let (cookie, sess) =
         session::create(&state, &r, &user_id, vec!["pwd".into()], "L2").await.map_err(|e| PageError(e, c.loc))?;

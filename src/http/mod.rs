@@ -10,15 +10,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
 use crate::realm::cache::Realm;
 use crate::state::SharedState;
 use crate::web::{Locale, Templates};
 
+pub mod admin;
 pub mod cookies;
 pub mod errors;
 mod login;
+pub mod openapi;
 mod protocol;
 
 pub use errors::PageError;
@@ -52,7 +56,17 @@ pub fn app(state: SharedState) -> Router {
         .merge(login::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(axum::middleware::map_response(move |r: Response| security_headers(r, https)))
+        // Every request gets an id (or keeps the caller's `x-request-id`),
+        // logged with it and returned in the response, so a citizen's report
+        // can be found in the logs.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 

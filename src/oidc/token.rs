@@ -49,11 +49,15 @@ pub async fn exchange(
     if !client.settings.allows_grant(grant_type) {
         return Err(Error::unauthorized_client(format!("the client may not use {grant_type}")));
     }
-    match grant_type {
-        "authorization_code" => authorization_code(state, realm, client, form, ip).await,
-        "refresh_token" => refresh(state, realm, client, form, ip).await,
-        _ => client_credentials(state, realm, client, form, ip).await,
+    let (out, grant) = match grant_type {
+        "authorization_code" => (authorization_code(state, realm, client, form, ip).await, "authorization_code"),
+        "refresh_token" => (refresh(state, realm, client, form, ip).await, "refresh_token"),
+        _ => (client_credentials(state, realm, client, form, ip).await, "client_credentials"),
+    };
+    if out.is_ok() {
+        crate::metrics::token_issued(grant);
     }
+    out
 }
 
 fn pkce_ok(challenge: &str, verifier: &str) -> bool {
@@ -96,20 +100,20 @@ async fn authorization_code(
     {
         return Err(Error::invalid_grant("the sign-in session has ended"));
     }
+    // The used-marker goes in before anything is issued, so a replay racing
+    // this redemption still finds what to revoke.
     let family_id = random::token(16)?;
-    let out = issue(
-        state,
-        realm,
-        client,
-        &data.scope,
-        data.resource.as_deref(),
-        &data.ctx,
-        data.nonce.as_deref(),
-        &family_id,
-    )
-    .await?;
-    let marker = Redeemed { family_id, jti: out.1.jti.clone(), exp: out.1.exp };
     let ttl = (realm.settings.tokens.access_token_ttl_secs).max(realm.settings.tokens.code_ttl_secs * 10);
+    let mut marker = Redeemed { family_id: family_id.clone(), jti: String::new(), exp: 0 };
+    if let Ok(m) = serde_json::to_string(&marker) {
+        state.eph.put(&format!("{key}:used"), &m, ttl).await?;
+    }
+    let scope = data.scope.as_str();
+    let out =
+        issue(state, realm, client, scope, data.resource.as_deref(), &data.ctx, data.nonce.as_deref(), &family_id)
+            .await?;
+    marker.jti = out.1.jti.clone();
+    marker.exp = out.1.exp;
     if let Ok(m) = serde_json::to_string(&marker) {
         state.eph.put(&format!("{key}:used"), &m, ttl).await?;
     }
@@ -134,7 +138,7 @@ async fn replayed_or_unknown(state: &AppState, realm: &Realm, key: &str, client:
     };
     if let Some(m) = used.and_then(|j| serde_json::from_str::<Redeemed>(&j).ok()) {
         let revoked = grants::revoke_family(&state.db, &realm.name, &m.family_id).await;
-        let denied = tokens::deny_jti(state, &realm.name, &m.jti, m.exp).await;
+        let denied = if m.jti.is_empty() { Ok(()) } else { tokens::deny_jti(state, &realm.name, &m.jti, m.exp).await };
         if let Err(e) = revoked {
             return e.into();
         }

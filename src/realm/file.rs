@@ -63,7 +63,7 @@ pub fn parse(path: &Path, text: &str) -> Result<RealmDecl, String> {
     Ok(RealmDecl { file: path.to_path_buf(), name, settings: file.settings, clients })
 }
 
-fn validate_settings(s: &RealmSettings) -> Result<(), String> {
+pub fn validate_settings(s: &RealmSettings) -> Result<(), String> {
     let t = &s.tokens;
     if !(1..=600).contains(&t.code_ttl_secs) {
         return Err("settings.tokens.code_ttl_secs must be between 1 and 600 (RFC 6749 recommends at most 600; civid defaults to 60)".into());

@@ -213,3 +213,20 @@ pub mod audit_checkpoint {
     }
     no_relations!();
 }
+
+pub mod admin_role {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "admin_roles")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub role: String,
+        /// The realm the role applies to, or `*` for every realm.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub realm: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}

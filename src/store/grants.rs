@@ -151,3 +151,16 @@ pub async fn revoke_family<C: ConnectionTrait>(db: &C, realm: &str, family_id: &
         .await?;
     Ok(r.rows_affected)
 }
+
+/// Revokes the refresh tokens bound to a session, except offline ones.
+pub async fn revoke_session_tokens<C: ConnectionTrait>(db: &C, realm: &str, session_id: &str) -> Result<u64, DbErr> {
+    let r = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::SessionId.eq(session_id))
+        .filter(refresh_token::Column::Offline.eq(false))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
+pub mod admins;
 pub mod audit;
 pub mod entities;
 pub mod ephemeral;

@@ -82,3 +82,22 @@ pub async fn end<C: ConnectionTrait>(db: &C, realm: &str, id: &str, reason: &str
         .await?;
     Ok(r.rows_affected > 0)
 }
+
+pub async fn live_of_user<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<Vec<SessionRecord>, DbErr> {
+    sso_session::Entity::find()
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::UserId.eq(user_id))
+        .filter(sso_session::Column::EndedAt.is_null())
+        .all(db)
+        .await
+}
+
+pub async fn count_live<C: ConnectionTrait>(db: &C, realm: &str, at: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    sso_session::Entity::find()
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::EndedAt.is_null())
+        .filter(sso_session::Column::ExpiresAt.gt(at))
+        .count(db)
+        .await
+}

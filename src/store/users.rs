@@ -108,3 +108,35 @@ pub async fn touch_login<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> R
         .await
         .map(|_| ())
 }
+
+pub async fn set_status<C: ConnectionTrait>(db: &C, realm: &str, id: &str, status: &str) -> Result<bool, DbErr> {
+    let r = user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value(status))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected > 0)
+}
+
+pub async fn set_password<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    id: &str,
+    hash: Option<String>,
+) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn count<C: ConnectionTrait>(db: &C, realm: &str) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    user::Entity::find().filter(user::Column::Realm.eq(realm)).count(db).await
+}

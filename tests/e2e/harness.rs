@@ -143,6 +143,8 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
 
 pub struct TestServer {
     pub url: String,
+    /// The admin listener (admin API, /metrics).
+    pub admin_url: String,
     pub port: u16,
     pub state: SharedState,
     pub settings: Settings,
@@ -170,6 +172,9 @@ impl TestServer {
         let port = listener.local_addr().expect("addr").port();
         settings.listen = listener.local_addr().expect("addr");
         settings.public_url = format!("http://127.0.0.1:{port}");
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
+        settings.admin_listen = admin.local_addr().expect("addr").to_string();
         let state =
             server::prepare(settings.clone(), StartOptions { migrate: false, apply_realms: false, verbose: false })
                 .await
@@ -177,7 +182,7 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let s = state.clone();
         let task = tokio::spawn(async move {
-            server::run(s, listener, async {
+            server::run(s, listener, Some(admin), async {
                 let _ = rx.await;
             })
             .await
@@ -185,6 +190,7 @@ impl TestServer {
         });
         TestServer {
             url: settings.public_url.clone(),
+            admin_url,
             port,
             state,
             settings,
@@ -385,6 +391,7 @@ impl Node {
             cmd.env(k, v);
         }
         cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}"));
+        cmd.env("CIVID_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()));
         cmd.env("CIVID_PUBLIC_URL", public_url.unwrap_or(&url));
         cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
         let child = cmd.spawn().expect("spawn civid serve");

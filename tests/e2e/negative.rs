@@ -274,6 +274,9 @@ async fn untrusted_client_or_redirect_uri_gets_a_page_never_a_redirect() {
         "http://a.example.test/cb",
         "https://A.example.test/cb",
         "https://b.example.test/cb",
+        "https://a.example.test/cb/../cb",
+        "https://a.example.test@evil.test/cb",
+        "https://a.example.test:443/cb",
         "",
     ] {
         let params = set(base.clone(), "redirect_uri", Some(near_miss));
@@ -283,6 +286,14 @@ async fn untrusted_client_or_redirect_uri_gets_a_page_never_a_redirect() {
     let mut twice = base.clone();
     twice.push(("redirect_uri", A_CB));
     expect_page(&b, &authorize_url(&server, "test", &twice), 400).await;
+    // The same rules for a POSTed request.
+    let resp = b.post(format!("{}/authorize", server.issuer("test"))).form(&unknown).send().await.expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+    let bad_scope = set(base.clone(), "scope", Some("openid bogus"));
+    let resp = b.post(format!("{}/authorize", server.issuer("test"))).form(&bad_scope).send().await.expect("authorize");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("invalid_scope"));
     // A client of another realm is unknown here.
     let other = set(base.clone(), "client_id", Some("jwt-client"));
     expect_page(&b, &authorize_url(&server, "other", &other), 400).await;
@@ -312,6 +323,8 @@ async fn native_app_loopback_port_may_vary_but_not_the_host() {
         "https://127.0.0.1:1234/callback",
         "http://127.0.0.2:1234/callback",
         "cn.gov.example.app:/cb2",
+        "http://127.0.0.1:51234/callback?x=1",
+        "http://[::1]:1234/callback",
     ] {
         expect_page(&b, &authorize_url(&server, "test", &code_request("native", refused, &p.challenge)), 400).await;
     }
@@ -359,6 +372,18 @@ async fn errors_after_the_redirect_uri_is_trusted_go_back_to_the_client() {
     let url = url.replace(&format!("&state={STATE}"), "");
     assert!(!url.contains("state="));
     expect_client_error(&server, &b, &url, A_CB, "unsupported_response_type", None).await;
+    // A state that looks like parameters comes back as one opaque value.
+    let sneaky = "x&iss=https://evil.test&code=stolen#frag";
+    let params = set(set(base.clone(), "response_type", Some("token")), "state", Some(sneaky));
+    expect_client_error(
+        &server,
+        &b,
+        &authorize_url(&server, "test", &params),
+        A_CB,
+        "unsupported_response_type",
+        Some(sneaky),
+    )
+    .await;
     server.stop().await;
 }
 
@@ -487,6 +512,17 @@ async fn pkce_verifier_must_be_sent_and_match() {
     let code = code_for(&server, &b, "test", "portal-a", A_CB, Some(&p), "zhangsan").await;
     redeem(&server, "test", PORTAL_A, &code, A_CB, Some(p.challenge.as_str())).await.assert_error(400, "invalid_grant");
 
+    // RFC 7636 4.1: a verifier outside 43..128 unreserved characters is
+    // refused even when its hash is the challenge.
+    let verifier = random::token(32).expect("rng");
+    for bad in [verifier[..42].to_string(), format!("{}+/=", &verifier[..40]), "~".repeat(129)] {
+        let odd = Pkce { challenge: random::sha256_b64(bad.as_bytes()), verifier: bad };
+        let code = code_for(&server, &b, "test", "portal-a", A_CB, Some(&odd), "zhangsan").await;
+        redeem(&server, "test", PORTAL_A, &code, A_CB, Some(odd.verifier.as_str()))
+            .await
+            .assert_error(400, "invalid_grant");
+    }
+
     let code = code_for(&server, &b, "test", "portal-a", A_CB, Some(&p), "zhangsan").await;
     let ok = redeem(&server, "test", PORTAL_A, &code, A_CB, Some(p.verifier.as_str())).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -528,11 +564,16 @@ async fn an_expired_code_is_invalid_grant() {
     let fresh = code_for(&server, &b, "short", "portal-a", A_CB, Some(&p), "wangwu").await;
     let ok = redeem(&server, "short", PORTAL_A, &fresh, A_CB, Some(p.verifier.as_str())).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
+    let access = ok.str("access_token");
+    assert_eq!(userinfo(&server, "short", access).await.status, 200);
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     redeem(&server, "short", PORTAL_A, &stale, A_CB, Some(p.verifier.as_str()))
         .await
         .assert_error(400, "invalid_grant");
+    // The access token (2 s) has expired meanwhile too.
+    userinfo(&server, "short", access).await.assert_error(401, "invalid_token");
+    assert_eq!(introspect(&server, "short", PORTAL_A, access).await.active(), Some(false));
     server.stop().await;
 }
 
@@ -663,6 +704,13 @@ async fn private_key_jwt_assertions_are_checked_and_single_use() {
     let forged = assertion(&stranger, "jwt-client", "jwt-client", &issuer, now() + 60);
     client_credentials_with(&server, &forged).await.assert_error(401, "invalid_client");
 
+    // An unsigned assertion.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims =
+        json!({ "iss": "jwt-client", "sub": "jwt-client", "aud": issuer, "exp": now() + 60, "jti": "unsigned-1" });
+    let unsigned = format!("{}.{}.", b64.encode(br#"{"alg":"none"}"#), b64.encode(claims.to_string()));
+    client_credentials_with(&server, &unsigned).await.assert_error(401, "invalid_client");
+
     // An assertion for a client registered with a secret is not accepted in its stead.
     let for_portal = assertion(&key, "portal-a", "portal-a", &issuer, now() + 60);
     client_credentials_with(&server, &for_portal).await.assert_error(401, "invalid_client");
@@ -791,6 +839,8 @@ async fn a_tampered_id_token_fails_verification_at_the_relying_party() {
         format!("{head}.{}", String::from_utf8(sig).expect("ascii")).parse().expect("well-formed");
     assert!(forged.claims(&verifier, &nonce).is_err(), "a changed signature must not verify");
 
+    // An ID token is not an access token.
+    userinfo(&server, "test", &raw).await.assert_error(401, "invalid_token");
     // Nor does the genuine token with another nonce.
     assert!(id_token.claims(&verifier, &Nonce::new("another".into())).is_err());
     server.stop().await;
@@ -887,12 +937,9 @@ async fn huge_and_malformed_input_is_refused_without_server_errors() {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(huge.clone())
             .send()
-            .await;
-        match resp {
-            Ok(r) => assert!(matches!(r.status().as_u16(), 413 | 400), "{url}: {}", r.status()),
-            // The server may answer 413 and close before the upload ends.
-            Err(e) => panic!("{url}: no answer to a huge body: {e}"),
-        }
+            .await
+            .expect("an answer to a huge body");
+        assert!(matches!(resp.status().as_u16(), 413 | 400), "{url}: {}", resp.status());
     }
 
     // A 100 KB state: longer than an `http::Uri` may be, so sent by hand.
@@ -987,5 +1034,106 @@ async fn huge_and_malformed_input_is_refused_without_server_errors() {
         .await
         .expect("userinfo");
     assert_eq!(resp.status(), 401);
+    server.stop().await;
+}
+
+// ----------------------------------------------------------- concurrency
+
+#[tokio::test]
+async fn concurrent_redemptions_succeed_once() {
+    let server = TestServer::start().await;
+    server.user("test", "gaoshan", PASSWORD).await;
+    let p = pkce();
+    let code = code_for(&server, &browser(), "test", "portal-a", A_CB, Some(&p), "gaoshan").await;
+    let tries = (0..6).map(|_| redeem(&server, "test", PORTAL_A, &code, A_CB, Some(p.verifier.as_str())));
+    let replies = futures_util::future::join_all(tries).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 1, "one code, one redemption");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_error(400, "invalid_grant");
+    }
+
+    let (_, refresh_token) = tokens_for_portal_a(&server, "gaoshan2").await;
+    let tries = (0..6).map(|_| refresh(&server, "test", PORTAL_A, &refresh_token));
+    let replies = futures_util::future::join_all(tries).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 1, "one refresh token, one rotation");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_error(400, "invalid_grant");
+    }
+    server.stop().await;
+}
+
+// ------------------------------------------------------------ the person
+
+#[tokio::test]
+async fn a_declined_consent_is_access_denied_and_forms_need_their_csrf_token() {
+    let server = TestServer::start().await;
+    server.user("test", "liuyi", PASSWORD).await;
+    let b = browser();
+    let base = server.url.clone();
+    let p = pkce();
+    let url = authorize_url(&server, "test", &code_request("portal-a", A_CB, &p.challenge));
+
+    let resp = b.get(&url).send().await.expect("authorize");
+    let login_path = location(&resp);
+    assert!(login_path.starts_with("/realms/test/login?"), "{login_path}");
+    let html = b.get(format!("{base}{login_path}")).send().await.expect("login page").text().await.expect("html");
+    let tx = crate::harness::hidden(&html, "tx");
+    let csrf = crate::harness::hidden(&html, "csrf");
+    assert!(!tx.is_empty() && !csrf.is_empty());
+
+    // A forged CSRF token, or the right one from another browser, is refused.
+    let form = |csrf: &str| {
+        [("csrf", csrf.to_string()), ("tx", tx.clone()), ("identifier", "liuyi".into()), ("password", PASSWORD.into())]
+    };
+    let login_url = format!("{base}/realms/test/login");
+    let resp = b.post(&login_url).form(&form("forged")).send().await.expect("login");
+    assert_eq!(resp.status(), 403);
+    let resp = browser().post(&login_url).form(&form(&csrf)).send().await.expect("login");
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert!(resp.headers().get("location").is_none());
+    // A wrong password shows the form again, without a session.
+    let mut wrong = form(&csrf);
+    wrong[3].1 = "wrong password".into();
+    let resp = b.post(&login_url).form(&wrong).send().await.expect("login");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("location").is_none());
+
+    let resp = b.post(&login_url).form(&form(&csrf)).send().await.expect("login");
+    assert_eq!(resp.status(), 303);
+    let consent_path = location(&resp);
+    assert!(consent_path.starts_with("/realms/test/consent?"), "{consent_path}");
+    let html = b.get(format!("{base}{consent_path}")).send().await.expect("consent").text().await.expect("html");
+    let ctx = crate::harness::hidden(&html, "tx");
+    let ccsrf = crate::harness::hidden(&html, "csrf");
+    let consent_url = format!("{base}/realms/test/consent");
+    let resp = b
+        .post(&consent_url)
+        .form(&[("csrf", "forged"), ("tx", ctx.as_str()), ("decision", "allow")])
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("location").is_none());
+
+    let to = crate::steps::consent(&b, &base, &consent_path, false).await;
+    assert!(to.starts_with(&format!("{A_CB}?")), "{to}");
+    assert_eq!(query_param(&to, "error").as_deref(), Some("access_denied"), "{to}");
+    assert_eq!(query_param(&to, "state").as_deref(), Some(STATE));
+    assert_eq!(query_param(&to, "iss"), Some(server.issuer("test")));
+    assert_eq!(query_param(&to, "code"), None);
+
+    // The transaction is over: allowing it afterwards does nothing.
+    let resp = b
+        .post(&consent_url)
+        .form(&[("csrf", ccsrf.as_str()), ("tx", ctx.as_str()), ("decision", "allow")])
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+    // And without consent, a silent request is still refused.
+    let silent = set(code_request("portal-a", A_CB, &p.challenge), "prompt", Some("none"));
+    expect_client_error(&server, &b, &authorize_url(&server, "test", &silent), A_CB, "consent_required", Some(STATE))
+        .await;
     server.stop().await;
 }
