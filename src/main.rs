@@ -173,10 +173,65 @@ enum UserCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Find a person by phone, email or username (masked output).
+    Search {
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Disable an account and end its sessions.
+    Disable {
+        #[arg(long)]
+        realm: String,
+        /// The person's id.
+        id: String,
+    },
+    /// Enable an account.
+    Enable {
+        #[arg(long)]
+        realm: String,
+        id: String,
+    },
+    /// End every session of a person.
+    EndSessions {
+        #[arg(long)]
+        realm: String,
+        id: String,
+    },
+    /// Set a one-time password (printed once) and end the person's sessions.
+    ResetPassword {
+        #[arg(long)]
+        realm: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum ClientCmd {
+    /// List a realm's clients.
+    List {
+        #[arg(long)]
+        realm: String,
+    },
+    /// Give a client a new secret (printed once); the old one stops working.
+    RotateSecret {
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Disable a client.
+    Disable {
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        client_id: String,
+    },
     /// Register a portal; prints its secret once.
     Add {
         #[arg(long)]
@@ -341,6 +396,48 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         }
         Command::Audit { command } => audit_command(command, settings).await,
         Command::Admin { command } => admin_command(command, settings).await,
+        Command::User { command: UserCmd::Add { realm, phone, email, username, name, password_stdin } } => {
+            user_add(settings, realm, phone, email, username, name, password_stdin).await
+        }
+        Command::User { command } => user_command(command, settings).await,
+        Command::Client { command: ClientCmd::List { realm } } => {
+            let state = operator_state(settings).await?;
+            let list = civid::admin::actions::client_list(&state, &realm).await.map_err(problem)?;
+            for c in list.as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{}  {}  {}",
+                    c["client_id"].as_str().unwrap_or_default(),
+                    if c["enabled"].as_bool().unwrap_or(false) { "enabled " } else { "disabled" },
+                    c["settings"]["token_endpoint_auth_method"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Client { command: ClientCmd::RotateSecret { realm, client_id } } => {
+            let state = operator_state(settings).await?;
+            let secret = civid::admin::actions::client_rotate_secret(&state, &cli_actor(), &realm, &client_id)
+                .await
+                .map_err(problem)?;
+            println!("new client secret (shown once, store it now): {secret}");
+            Ok(())
+        }
+        Command::Client { command: ClientCmd::Disable { realm, client_id } } => {
+            let state = operator_state(settings).await?;
+            let (c, tag) = civid::admin::actions::client_view(&state, &realm, &client_id).await.map_err(problem)?;
+            civid::admin::actions::client_update(
+                &state,
+                &cli_actor(),
+                &realm,
+                &client_id,
+                c["settings"].clone(),
+                false,
+                Some(&tag),
+            )
+            .await
+            .map_err(problem)?;
+            println!("client {client_id} disabled");
+            Ok(())
+        }
         Command::Keys { command: KeysCmd::List { realm: name } } => {
             let ops = Ops::open(settings).await?;
             let t = store::now();
@@ -355,50 +452,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::User {
-            command: UserCmd::Add { realm: name, phone, email, username, name: display, password_stdin },
-        } => {
-            let ops = Ops::open(settings).await?;
-            ops.realm_settings(&name).await?;
-            let secrets = ops.secrets().await?;
-            let mut identifiers = Vec::new();
-            if let Some(p) = phone {
-                identifiers.push(Identifier::phone(&p).ok_or_else(|| {
-                    format!("--phone {p:?} is not a mainland mobile number (11 digits starting 13-19)")
-                })?);
-            }
-            if let Some(e) = email {
-                identifiers
-                    .push(Identifier::email(&e).ok_or_else(|| format!("--email {e:?} is not an email address"))?);
-            }
-            if let Some(u) = username {
-                identifiers.push(
-                    Identifier::username(&u)
-                        .ok_or_else(|| format!("--username {u:?}: 3-32 letters, digits, '.', '_' or '-'"))?,
-                );
-            }
-            if identifiers.is_empty() {
-                return Err("give at least one of --phone, --email, --username".into());
-            }
-            let password = if password_stdin { Some(read_password()?) } else { None };
-            let id = users::create(
-                &ops.db,
-                &secrets,
-                &name,
-                NewUser { identifiers, password, profile: Profile { name: display } },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            civid::audit::append(
-                &ops.db,
-                civid::audit::Event::new(&name, "user.created", "success")
-                    .actor("cli")
-                    .detail(serde_json::json!({ "user": id })),
-            )
-            .await;
-            println!("created user {id} in realm {name}");
-            Ok(())
-        }
+
         Command::Client {
             command:
                 ClientCmd::Add {
@@ -597,4 +651,89 @@ fn read_password() -> Result<String, String> {
         return Err("the password must have at least 8 characters".into());
     }
     Ok(pw)
+}
+
+async fn user_add(
+    settings: Settings,
+    name: String,
+    phone: Option<String>,
+    email: Option<String>,
+    username: Option<String>,
+    display: Option<String>,
+    password_stdin: bool,
+) -> Result<(), String> {
+    let ops = Ops::open(settings).await?;
+    ops.realm_settings(&name).await?;
+    let secrets = ops.secrets().await?;
+    let mut identifiers = Vec::new();
+    if let Some(p) = phone {
+        identifiers.push(
+            Identifier::phone(&p)
+                .ok_or_else(|| format!("--phone {p:?} is not a mainland mobile number (11 digits starting 13-19)"))?,
+        );
+    }
+    if let Some(e) = email {
+        identifiers.push(Identifier::email(&e).ok_or_else(|| format!("--email {e:?} is not an email address"))?);
+    }
+    if let Some(u) = username {
+        identifiers.push(
+            Identifier::username(&u)
+                .ok_or_else(|| format!("--username {u:?}: 3-32 letters, digits, '.', '_' or '-'"))?,
+        );
+    }
+    if identifiers.is_empty() {
+        return Err("give at least one of --phone, --email, --username".into());
+    }
+    let password = if password_stdin { Some(read_password()?) } else { None };
+    let id =
+        users::create(&ops.db, &secrets, &name, NewUser { identifiers, password, profile: Profile { name: display } })
+            .await
+            .map_err(|e| e.to_string())?;
+    civid::audit::append(
+        &ops.db,
+        civid::audit::Event::new(&name, "user.created", "success")
+            .actor("cli")
+            .detail(serde_json::json!({ "user": id })),
+    )
+    .await;
+    println!("created user {id} in realm {name}");
+    Ok(())
+}
+
+/// Operator commands that act like the admin API: a full node state (no
+/// listeners), so changes are audited, announced and end sessions everywhere.
+async fn operator_state(settings: Settings) -> Result<civid::state::SharedState, String> {
+    server::prepare(settings, StartOptions { migrate: true, apply_realms: false, verbose: false }).await
+}
+
+fn cli_actor() -> civid::admin::actions::Actor<'static> {
+    civid::admin::actions::Actor { id: "cli", ip: None }
+}
+
+fn problem(p: civid::admin::Problem) -> String {
+    format!("{} ({})", p.detail, p.title)
+}
+
+async fn user_command(command: UserCmd, settings: Settings) -> Result<(), String> {
+    use civid::admin::actions;
+    let state = operator_state(settings).await?;
+    let out = match command {
+        UserCmd::Add { .. } => return Err("unreachable".into()),
+        UserCmd::Search { realm, phone, email, username } => {
+            let (kind, value) = match (phone, email, username) {
+                (Some(p), None, None) => ("phone", p),
+                (None, Some(e), None) => ("email", e),
+                (None, None, Some(u)) => ("username", u),
+                _ => return Err("search by exactly one of --phone, --email, --username".into()),
+            };
+            actions::user_search(&state, &realm, kind, &value).await
+        }
+        UserCmd::Disable { realm, id } => actions::user_set_enabled(&state, &cli_actor(), &realm, &id, false).await,
+        UserCmd::Enable { realm, id } => actions::user_set_enabled(&state, &cli_actor(), &realm, &id, true).await,
+        UserCmd::EndSessions { realm, id } => actions::user_end_sessions(&state, &cli_actor(), &realm, &id).await,
+        UserCmd::ResetPassword { realm, id } => actions::user_reset_password(&state, &cli_actor(), &realm, &id).await,
+    }
+    .map_err(problem)?;
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
 }

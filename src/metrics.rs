@@ -33,7 +33,9 @@ fn describe() {
     metrics::describe_counter!("civid_signins_total", "Sign-in attempts by method and outcome");
     metrics::describe_counter!("civid_tokens_issued_total", "Tokens issued by grant type");
     metrics::describe_gauge!("civid_db_pool_connections", "Database pool connections by state");
-    metrics::describe_gauge!("civid_sso_sessions_cached_realms", "Realms held in the node's cache");
+    metrics::describe_gauge!("civid_accounts", "Registered accounts per realm");
+    metrics::describe_gauge!("civid_sso_sessions_active", "Live SSO sessions per realm");
+    metrics::describe_gauge!("civid_ephemeral_store_up", "1 when the ephemeral store answers");
 }
 
 /// Middleware: one latency observation per request, labelled by the route
@@ -77,5 +79,35 @@ fn pool_use(db: &sea_orm::DatabaseConnection) -> (u32, usize) {
             (p.size(), p.num_idle())
         }
         _ => (0, 0),
+    }
+}
+
+static LAST_STATS: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+/// Counting rows is not free on large tables: at most this often.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Updates the statistics gauges (accounts, live sessions) and the
+/// ephemeral store's health, at most every 30 seconds.
+pub async fn refresh_statistics(state: &crate::state::AppState) {
+    let up = state.eph.ping().await.is_ok();
+    metrics::gauge!("civid_ephemeral_store_up").set(if up { 1.0 } else { 0.0 });
+    {
+        let mut last = match LAST_STATS.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if last.is_some_and(|t| t.elapsed() < STATS_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let now = crate::store::now();
+    for realm in state.realms.names() {
+        if let Ok(n) = crate::store::users::count(&state.db, &realm).await {
+            metrics::gauge!("civid_accounts", "realm" => realm.clone()).set(n as f64);
+        }
+        if let Ok(n) = crate::store::sessions::count_live(&state.db, &realm, now).await {
+            metrics::gauge!("civid_sso_sessions_active", "realm" => realm.clone()).set(n as f64);
+        }
     }
 }

@@ -143,6 +143,7 @@ async fn caller(state: &SharedState, headers: &HeaderMap, ip: Option<String>) ->
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
+    crate::metrics::refresh_statistics(&state).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render(&state.db))
         .into_response()
 }

@@ -248,6 +248,8 @@ async fn statistics_and_metrics_count_what_happened() {
     assert!(m.contains("civid_http_request_duration_seconds_bucket"), "{m}");
     assert!(m.contains("civid_signins_total{method=\"pwd\",outcome=\"success\"}"), "{m}");
     assert!(m.contains("civid_db_pool_connections"), "{m}");
+    assert!(m.contains("civid_accounts{realm=\"test\"}"), "{m}");
+    assert!(m.contains("civid_ephemeral_store_up 1"), "{m}");
 
     let r = reqwest::get(format!("{}/healthz", server.url)).await.expect("healthz");
     assert!(r.headers().get("x-request-id").is_some_and(|v| !v.is_empty()), "a request id comes back");

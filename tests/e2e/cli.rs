@@ -171,3 +171,46 @@ async fn serve_is_ready_and_stops_gracefully_on_sigterm() {
     assert_eq!(doc["issuer"], format!("{}/realms/test", node.url));
     assert!(node.terminate(), "exits cleanly on SIGTERM");
 }
+
+#[tokio::test]
+async fn cli_mirrors_the_everyday_admin_actions() {
+    let server = TestServer::start().await;
+    let id = server.user("test", "clihelp", "correct horse battery").await;
+    let env = node_env(&server.settings.database_url, Some(&server.settings.redis_key_prefix));
+
+    let (ok, out, err) = civid(&["user", "search", "--realm", "test", "--email", "clihelp@example.cn"], &env, None);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("c***@example.cn"), "{out}");
+    let (ok, out, err) = civid(&["user", "reset-password", "--realm", "test", &id], &env, None);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let temp = v["temporary_password"].as_str().expect("temporary password").to_string();
+    let outcome = civid::authn::password::authenticate(&server.state, "test", "clihelp", temp).await.expect("auth");
+    assert!(matches!(outcome, civid::authn::password::Outcome::Success { .. }), "the one-time password works");
+    let (ok, _, err) = civid(&["user", "disable", "--realm", "test", &id], &env, None);
+    assert!(ok, "{err}");
+    let outcome = civid::authn::password::authenticate(
+        &server.state,
+        "test",
+        "clihelp",
+        v["temporary_password"].as_str().unwrap_or_default().into(),
+    )
+    .await
+    .expect("auth");
+    assert!(matches!(outcome, civid::authn::password::Outcome::Failure { .. }), "a disabled account cannot sign in");
+
+    let (ok, out, _) = civid(&["client", "list", "--realm", "test"], &env, None);
+    assert!(ok && out.contains("portal-a"), "{out}");
+    let (ok, out, err) = civid(&["client", "rotate-secret", "--realm", "test", "--client-id", "portal-c"], &env, None);
+    assert!(ok, "{err}");
+    assert!(out.contains("new client secret"), "{out}");
+    let (ok, _, err) = civid(&["client", "disable", "--realm", "test", "--client-id", "portal-c"], &env, None);
+    assert!(ok, "{err}");
+    let events = civid::store::audit::list(&server.state.db, "test", None, 50).await.expect("audit");
+    for kind in
+        ["admin.user.password_reset", "admin.user.disabled", "admin.client.secret_rotated", "admin.client.updated"]
+    {
+        assert!(events.iter().any(|e| e.kind == kind && e.actor.as_deref() == Some("cli")), "{kind} audited");
+    }
+    server.stop().await;
+}
