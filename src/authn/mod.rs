@@ -1,3 +1,4 @@
 //! How a person proves who they are, and the SSO session that remembers it.
+pub mod limits;
 pub mod password;
 pub mod session;

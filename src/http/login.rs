@@ -13,7 +13,9 @@ use bytes::Bytes;
 use minijinja::context;
 
 use super::{ClientIp, PageError, cookies, form_pairs, locale, query_pairs};
+use crate::account::identifiers::Identifier;
 use crate::audit;
+use crate::authn::limits;
 use crate::authn::password::{self, Outcome};
 use crate::authn::session::{self, SsoSession};
 use crate::crypto::random;
@@ -165,6 +167,16 @@ fn realm_name(r: &Realm, loc: Locale) -> String {
 }
 
 fn login_form(state: &SharedState, c: &TxCtx, identifier: &str, error: Option<&str>) -> Response {
+    login_page_with(state, c, identifier, error, None)
+}
+
+fn login_page_with(
+    state: &SharedState,
+    c: &TxCtx,
+    identifier: &str,
+    error: Option<&str>,
+    retry_after: Option<u64>,
+) -> Response {
     let path = format!("/realms/{}/login", c.realm.name);
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
@@ -175,9 +187,18 @@ fn login_form(state: &SharedState, c: &TxCtx, identifier: &str, error: Option<&s
         tx => c.tx_id.clone(),
         identifier => identifier,
         error => error,
+        retry_after => retry_after,
         switch_url => switch_url(&path, &c.tx_id, c.loc),
     };
-    no_store(Html(super::render("login.html", c.loc, ctx)).into_response())
+    let status =
+        if retry_after.is_some() { axum::http::StatusCode::TOO_MANY_REQUESTS } else { axum::http::StatusCode::OK };
+    let mut resp = no_store((status, Html(super::render("login.html", c.loc, ctx))).into_response());
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 async fn login_page(
@@ -228,24 +249,43 @@ async fn login_submit(
         return Ok(login_form(&state, &c, &identifier, Some("login.error.required")));
     }
     let r = c.realm.clone();
+    let client_id = c.tx.request.client_id.clone();
+    let account_key = Identifier::parse(&identifier).map(|i| i.blind_index(&state.secrets.sealer));
+    let attempt = limits::Attempt::new(&r.name, &identifier, account_key, ip.as_deref());
+    if let Some(wait) = limits::locked(&state, &attempt).await.map_err(|e| PageError(e, c.loc))? {
+        crate::metrics::signin("pwd", "locked");
+        audit::record(
+            &state,
+            audit::Event::new(&r.name, "signin.password", "failure")
+                .client(&client_id)
+                .ip(ip.as_deref())
+                .detail(serde_json::json!({ "reason": "locked", "retry_after": wait })),
+        )
+        .await;
+        return Ok(login_page_with(&state, &c, &identifier, Some("login.error.locked"), Some(wait)));
+    }
     let outcome =
         password::authenticate(&state, &r.name, &identifier, secret).await.map_err(|e| PageError(e, c.loc))?;
-    let client_id = c.tx.request.client_id.clone();
     let user_id = match outcome {
         Outcome::Failure { reason, user_id } => {
             crate::metrics::signin("pwd", "failure");
+            let lock = limits::failed(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
             let mut ev = audit::Event::new(&r.name, "signin.password", "failure")
                 .client(&client_id)
                 .ip(ip.as_deref())
-                .detail(serde_json::json!({ "reason": reason }));
+                .detail(serde_json::json!({ "reason": reason, "locked_for": lock }));
             if let Some(u) = user_id.as_deref() {
                 ev = ev.actor(u);
             }
             audit::record(&state, ev).await;
-            return Ok(login_form(&state, &c, &identifier, Some("login.error.invalid")));
+            return Ok(match lock {
+                Some(secs) => login_page_with(&state, &c, &identifier, Some("login.error.locked"), Some(secs)),
+                None => login_form(&state, &c, &identifier, Some("login.error.invalid")),
+            });
         }
         Outcome::Success { user_id } => {
             crate::metrics::signin("pwd", "success");
+            limits::succeeded(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
             user_id
         }
     };

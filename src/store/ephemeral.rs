@@ -142,6 +142,18 @@ impl Ephemeral {
         }
     }
 
+    /// Seconds until `key` expires; None when it does not exist.
+    pub async fn ttl(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Ephemeral::Memory(m) => Ok(m.ttl(key)),
+            Ephemeral::Redis { conn, prefix, .. } => {
+                let mut c = conn.clone();
+                let t: i64 = redis::cmd("TTL").arg(format!("{prefix}{key}")).query_async(&mut c).await?;
+                Ok((t > 0).then_some(t as u64))
+            }
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Ephemeral::Memory(_) => Ok(()),
@@ -226,6 +238,11 @@ impl MemoryStore {
     fn get(&self, key: &str) -> Option<String> {
         let s = self.shard(key);
         s.get(key).filter(|(_, exp)| *exp > Instant::now()).map(|(v, _)| v.clone())
+    }
+
+    fn ttl(&self, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        self.shard(key).get(key).filter(|(_, exp)| *exp > now).map(|(_, exp)| exp.duration_since(now).as_secs().max(1))
     }
 
     fn take(&self, key: &str) -> Option<String> {

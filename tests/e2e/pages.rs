@@ -186,3 +186,39 @@ async fn health_and_readiness() {
     assert_eq!(reqwest::get(format!("{}/readyz", server.url)).await.expect("readyz").status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_and_say_when_to_retry() {
+    let server = TestServer::start().await;
+    server.user("test", "lockme", "correct horse battery").await;
+    for who in ["lockme", "no-such-person"] {
+        let b = browser();
+        let resp =
+            b.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
+        let html =
+            b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("page").text().await.expect("html");
+        let form = |pw: &str| {
+            [
+                ("csrf", hidden(&html, "csrf")),
+                ("tx", hidden(&html, "tx")),
+                ("identifier", who.to_string()),
+                ("password", pw.to_string()),
+            ]
+        };
+        let url = format!("{}/realms/test/login", server.url);
+        for i in 1..=4 {
+            let r = b.post(&url).form(&form("wrong password")).send().await.expect("post");
+            assert_eq!(r.status(), 200, "failure {i} of {who} is not yet a lock");
+        }
+        let r = b.post(&url).form(&form("wrong password")).send().await.expect("post");
+        assert_eq!(r.status(), 429, "the fifth failure locks {who}");
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap_or_default().parse().expect("seconds");
+        assert!((1..=60).contains(&retry));
+        let text = r.text().await.expect("html");
+        assert!(text.contains("秒后再试"), "the citizen is told when to try again");
+        // Locked means locked, even with the right password.
+        let r = b.post(&url).form(&form("correct horse battery")).send().await.expect("post");
+        assert_eq!(r.status(), 429, "{who} stays locked");
+    }
+    server.stop().await;
+}
