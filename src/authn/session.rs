@@ -54,10 +54,17 @@ fn from_record(r: sessions::SessionRecord) -> SsoSession {
     }
 }
 
+/// A new session id (the `sid` claim), chosen before the session is stored
+/// so that what describes it (the audit entry) can be written alongside.
+pub fn new_id() -> Result<String> {
+    Ok(random::token(16)?)
+}
+
 /// Starts a session after a successful sign-in; returns the cookie value.
 pub async fn create(
     state: &AppState,
     realm: &Realm,
+    id: String,
     user_id: &str,
     amr: Vec<String>,
     acr: &str,
@@ -66,7 +73,7 @@ pub async fn create(
     let token_hash = random::sha256_b64(token.as_bytes());
     let t = now();
     let rec = sessions::SessionRecord {
-        id: random::token(16)?,
+        id,
         realm: realm.name.clone(),
         user_id: user_id.to_string(),
         token_hash: token_hash.clone(),
