@@ -86,15 +86,6 @@ async fn authenticated_form(
     Ok((client, form))
 }
 
-fn single<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>> {
-    let mut it = form.iter().filter(|(k, _)| k == name);
-    let v = it.next().map(|(_, v)| v.as_str());
-    if it.next().is_some() {
-        return Err(Error::invalid_request(format!("{name} is repeated")));
-    }
-    Ok(v)
-}
-
 async fn token_endpoint(
     State(state): State<SharedState>,
     Path(name): Path<String>,
@@ -124,7 +115,7 @@ async fn userinfo(
         None
     } else {
         require_form(&headers)?;
-        single(&form_pairs(&body), "access_token")?.map(str::to_string)
+        crate::oidc::single(&form_pairs(&body), "access_token")?.map(str::to_string)
     };
     let token = match (header_token, body_token) {
         (Some(_), Some(_)) => return Err(Error::invalid_request("send the access token one way only")),
@@ -153,8 +144,8 @@ async fn introspect(
     if client.settings.is_public() {
         return Err(Error::invalid_client("public clients cannot introspect", false));
     }
-    let token = single(&form, "token")?.ok_or_else(|| Error::invalid_request("token is required"))?;
-    let out = resource::introspect(&state, &r, &client, token, single(&form, "token_type_hint")?).await?;
+    let token = crate::oidc::single(&form, "token")?.ok_or_else(|| Error::invalid_request("token is required"))?;
+    let out = resource::introspect(&state, &r, &client, token, crate::oidc::single(&form, "token_type_hint")?).await?;
     Ok(no_store(out))
 }
 
@@ -167,7 +158,7 @@ async fn revoke(
 ) -> Result<Response> {
     let r = realm(&state, &name)?;
     let (client, form) = authenticated_form(&state, &r, &headers, &body, "revoke").await?;
-    let token = single(&form, "token")?.ok_or_else(|| Error::invalid_request("token is required"))?;
+    let token = crate::oidc::single(&form, "token")?.ok_or_else(|| Error::invalid_request("token is required"))?;
     if let Some(kind) = resource::revoke(&state, &r, &client, token).await? {
         crate::audit::record(
             &state,

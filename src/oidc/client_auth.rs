@@ -36,14 +36,7 @@ fn form_decode(s: &str) -> String {
 
 impl Presented {
     pub fn new(authorization: Option<&str>, form: &[(String, String)]) -> Result<Presented> {
-        let field = |name: &str| -> Result<Option<String>> {
-            let mut it = form.iter().filter(|(k, _)| k == name);
-            let v = it.next().map(|(_, v)| v.clone());
-            if it.next().is_some() {
-                return Err(Error::invalid_request(format!("{name} is repeated")));
-            }
-            Ok(v)
-        };
+        let field = |name: &str| super::single(form, name).map(|v| v.map(str::to_string));
         let basic = match authorization {
             None => None,
             Some(h) => {

@@ -23,3 +23,13 @@ pub fn scopes(s: &str) -> Vec<String> {
 pub fn has_scope(scope: &str, name: &str) -> bool {
     scope.split(' ').any(|s| s == name)
 }
+
+/// A parameter that may appear at most once (RFC 6749 3.1, 3.2).
+pub fn single<'a>(form: &'a [(String, String)], name: &str) -> crate::error::Result<Option<&'a str>> {
+    let mut it = form.iter().filter(|(k, _)| k == name);
+    let v = it.next().map(|(_, v)| v.as_str());
+    if it.next().is_some() {
+        return Err(crate::error::Error::invalid_request(format!("{name} is repeated")));
+    }
+    Ok(v)
+}

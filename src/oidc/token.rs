@@ -22,17 +22,10 @@ struct Redeemed {
     exp: i64,
 }
 
-fn param<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>> {
-    let mut it = form.iter().filter(|(k, _)| k == name);
-    let v = it.next().map(|(_, v)| v.as_str());
-    if it.next().is_some() {
-        return Err(Error::invalid_request(format!("{name} is repeated")));
-    }
-    Ok(v)
-}
-
 fn required<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str> {
-    param(form, name)?.filter(|v| !v.is_empty()).ok_or_else(|| Error::invalid_request(format!("{name} is required")))
+    super::single(form, name)?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::invalid_request(format!("{name} is required")))
 }
 
 pub async fn exchange(
@@ -60,6 +53,28 @@ pub async fn exchange(
     out
 }
 
+/// Audits an issued token: by whom (if a person), to which client, how.
+#[allow(clippy::too_many_arguments)]
+async fn issued(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    ip: Option<&str>,
+    person: Option<&str>,
+    grant_type: &str,
+    scope: &str,
+    jti: &str,
+) {
+    let mut e = audit::Event::new(&realm.name, "token.issued", "success")
+        .client(&client.client_id)
+        .ip(ip)
+        .detail(json!({ "grant_type": grant_type, "scope": scope, "jti": jti }));
+    if let Some(p) = person {
+        e = e.actor(p);
+    }
+    audit::record(state, e).await;
+}
+
 fn pkce_ok(challenge: &str, verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
         && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
@@ -85,10 +100,10 @@ async fn authorization_code(
     if data.client_id != client.client_id {
         return Err(Error::invalid_grant("the code was issued to another client"));
     }
-    if param(form, "redirect_uri")? != Some(data.redirect_uri.as_str()) {
+    if super::single(form, "redirect_uri")? != Some(data.redirect_uri.as_str()) {
         return Err(Error::invalid_grant("redirect_uri does not match the authorization request"));
     }
-    match (&data.code_challenge, param(form, "code_verifier")?) {
+    match (&data.code_challenge, super::single(form, "code_verifier")?) {
         (Some(ch), Some(v)) if pkce_ok(ch, v) => {}
         (Some(_), Some(_)) => return Err(Error::invalid_grant("code_verifier does not match code_challenge")),
         (Some(_), None) => return Err(Error::invalid_grant("code_verifier is required")),
@@ -117,15 +132,7 @@ async fn authorization_code(
     if let Ok(m) = serde_json::to_string(&marker) {
         state.eph.put(&format!("{key}:used"), &m, ttl).await?;
     }
-    audit::record(
-        state,
-        audit::Event::new(&realm.name, "token.issued", "success")
-            .actor(&data.ctx.user_id)
-            .client(&client.client_id)
-            .ip(ip)
-            .detail(json!({ "grant_type": "authorization_code", "scope": data.scope, "jti": marker.jti })),
-    )
-    .await;
+    issued(state, realm, client, ip, Some(&data.ctx.user_id), "authorization_code", &data.scope, &marker.jti).await;
     Ok(out.0)
 }
 
@@ -229,7 +236,7 @@ async fn refresh(
     {
         return Err(Error::invalid_grant("the sign-in session has ended"));
     }
-    let scope = match param(form, "scope")? {
+    let scope = match super::single(form, "scope")? {
         None => rec.scope.clone(),
         Some(s) => {
             let asked = super::scopes(s);
@@ -241,15 +248,7 @@ async fn refresh(
         }
     };
     let (body, at) = issue(state, realm, client, &scope, None, &ctx, None, &rec.family_id).await?;
-    audit::record(
-        state,
-        audit::Event::new(&realm.name, "token.issued", "success")
-            .actor(&ctx.user_id)
-            .client(&client.client_id)
-            .ip(ip)
-            .detail(json!({ "grant_type": "refresh_token", "scope": scope, "jti": at.jti })),
-    )
-    .await;
+    issued(state, realm, client, ip, Some(&ctx.user_id), "refresh_token", &scope, &at.jti).await;
     Ok(body)
 }
 
@@ -263,27 +262,20 @@ async fn client_credentials(
     if client.settings.is_public() {
         return Err(Error::unauthorized_client("a public client cannot use client_credentials"));
     }
-    let asked = super::scopes(param(form, "scope")?.unwrap_or(""));
+    let asked = super::scopes(super::single(form, "scope")?.unwrap_or(""));
     for s in &asked {
         if s == "openid" || s == "offline_access" || !client.settings.scopes.contains(s) {
             return Err(Error::invalid_scope(format!("scope {s} is not available to client_credentials")));
         }
     }
-    let resource = match param(form, "resource")? {
+    let resource = match super::single(form, "resource")? {
         None => None,
         Some(r) if realm.settings.resources.iter().any(|x| x.uri == r) => Some(r),
         Some(_) => return Err(Error::oauth(400, "invalid_target", "unknown resource")),
     };
     let scope = asked.join(" ");
     let at = tokens::access_token(realm, &client.client_id, &client.client_id, &scope, resource, None)?;
-    audit::record(
-        state,
-        audit::Event::new(&realm.name, "token.issued", "success")
-            .client(&client.client_id)
-            .ip(ip)
-            .detail(json!({ "grant_type": "client_credentials", "scope": scope, "jti": at.jti })),
-    )
-    .await;
+    issued(state, realm, client, ip, None, "client_credentials", &scope, &at.jti).await;
     let mut body = json!({
         "access_token": at.token,
         "token_type": "Bearer",
