@@ -42,6 +42,14 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// How often (seconds) a node checks whether realms, clients or keys changed.
     pub cache_refresh_secs: u64,
+    /// How SMS leave: `outbox` (a file, for development and tests) or
+    /// `webhook` (an HTTPS SMS gateway).
+    pub sms_sender: String,
+    pub sms_webhook_url: String,
+    /// Key of the HMAC-SHA256 signature on webhook requests.
+    pub sms_webhook_secret: String,
+    /// Where the outbox sender writes messages.
+    pub outbox_dir: PathBuf,
     /// Seconds between signed checkpoints of the audit chains.
     pub audit_checkpoint_secs: u64,
     /// `text` or `json` logs.
@@ -67,6 +75,10 @@ impl Default for Settings {
             apply_realms_on_start: true,
             migrate_on_start: true,
             cache_refresh_secs: 2,
+            sms_sender: "outbox".into(),
+            sms_webhook_url: String::new(),
+            sms_webhook_secret: String::new(),
+            outbox_dir: PathBuf::from("data/outbox"),
             audit_checkpoint_secs: 60,
             log_format: "text".into(),
             shutdown_grace_secs: 20,

@@ -10,6 +10,7 @@ use std::future::IntoFuture;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 
+use crate::account::senders::Sender;
 use crate::config::Settings;
 use crate::realm;
 use crate::secrets;
@@ -88,7 +89,18 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("http client: {e}"))?;
+    let sms = match settings.sms_sender.as_str() {
+        "outbox" => Sender::outbox(settings.outbox_dir.clone()),
+        "webhook" if settings.sms_webhook_url.starts_with("https://") => {
+            Sender::webhook(settings.sms_webhook_url.clone(), &settings.sms_webhook_secret, http.clone())
+        }
+        "webhook" => return Err("sms_webhook_url must be an https:// URL".into()),
+        other => return Err(format!("sms_sender {other:?}: use outbox or webhook")),
+    };
+    let email = Sender::outbox(settings.outbox_dir.clone());
     let state = Arc::new(AppState {
+        sms,
+        email,
         settings,
         audit: crate::audit::AuditWriter::spawn(db.clone()),
         db,

@@ -22,6 +22,9 @@ pub struct AppState {
     pub secrets: Secrets,
     pub realms: RealmCache,
     pub audit: AuditWriter,
+    /// Where SMS and email leave.
+    pub sms: crate::account::senders::Sender,
+    pub email: crate::account::senders::Sender,
     /// Outbound HTTP (client `jwks_uri`s), with short timeouts.
     pub http: reqwest::Client,
     /// Keys fetched from clients' `jwks_uri`, with when they were fetched.

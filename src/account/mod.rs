@@ -1,4 +1,5 @@
 //! Accounts: the identifiers a person signs in with, creating people, and
 //! (in later issues) registration and self-service.
 pub mod identifiers;
+pub mod senders;
 pub mod users;

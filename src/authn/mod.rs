@@ -1,4 +1,5 @@
 //! How a person proves who they are, and the SSO session that remembers it.
 pub mod limits;
+pub mod otp;
 pub mod password;
 pub mod session;

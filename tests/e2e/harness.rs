@@ -60,6 +60,7 @@ fn base_settings() -> Settings {
         realms_dir: realms_dir(),
         database_max_connections: 5,
         cache_refresh_secs: 1,
+        outbox_dir: std::env::temp_dir().join(format!("civid-test-outbox-{}", std::process::id())),
         ..Default::default()
     }
 }

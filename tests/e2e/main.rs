@@ -9,5 +9,6 @@ mod harness;
 mod keys;
 mod negative;
 mod nodes;
+mod otp;
 mod pages;
 mod steps;
