@@ -34,14 +34,14 @@ pub fn routes() -> Router<SharedState> {
         .route("/realms/{realm}/consent", get(consent_page).post(consent_submit))
 }
 
-type PageResult = Result<Response, PageError>;
+pub(super) type PageResult = Result<Response, PageError>;
 
-fn no_store(mut r: Response) -> Response {
+pub(super) fn no_store(mut r: Response) -> Response {
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-fn with_cookie(mut r: Response, cookie: &str) -> Response {
+pub(super) fn with_cookie(mut r: Response, cookie: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -64,7 +64,7 @@ async fn current_session(
     }
 }
 
-fn respond(r: &Realm, next: Next) -> Response {
+pub(super) fn respond(r: &Realm, next: Next) -> Response {
     no_store(match next {
         Next::Login { tx } => Redirect::to(&format!("/realms/{}/login?tx={tx}", r.name)).into_response(),
         Next::Consent { tx } => Redirect::to(&format!("/realms/{}/consent?tx={tx}", r.name)).into_response(),
@@ -110,22 +110,22 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         None => (random::token(16).map_err(|e| PageError(e.into(), loc))?, true),
     };
     let sess = current_session(&state, &r, &headers).await.map_err(|e| PageError(e, loc))?;
-    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None };
+    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None, registering: None };
     let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
     let resp = respond(&r, next);
     Ok(if new_binding { with_cookie(resp, &cookies::set(bind_name, &binding, https, None)) } else { resp })
 }
 
-struct TxCtx {
-    realm: Arc<Realm>,
-    tx: LoginTx,
-    tx_id: String,
-    binding: String,
-    loc: Locale,
+pub(super) struct TxCtx {
+    pub realm: Arc<Realm>,
+    pub tx: LoginTx,
+    pub tx_id: String,
+    pub binding: String,
+    pub loc: Locale,
 }
 
 /// Loads the transaction named in the request, for this browser only.
-async fn load_tx(
+pub(super) async fn load_tx(
     state: &SharedState,
     name: &str,
     headers: &HeaderMap,
@@ -145,12 +145,12 @@ async fn load_tx(
     Ok(TxCtx { realm: r, tx, tx_id, binding, loc })
 }
 
-fn switch_url(path: &str, tx: &str, loc: Locale) -> String {
+pub(super) fn switch_url(path: &str, tx: &str, loc: Locale) -> String {
     let other = if loc == Locale::ZhCn { "en" } else { "zh-CN" };
     format!("{path}?tx={tx}&ui_locales={other}")
 }
 
-fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
+pub(super) fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
     match r.clients.get(client_id) {
         Some(c) if loc == Locale::En && !c.settings.name_en.is_empty() => c.settings.name_en.clone(),
         Some(c) if !c.settings.name.is_empty() => c.settings.name.clone(),
@@ -158,7 +158,7 @@ fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
     }
 }
 
-fn realm_name(r: &Realm, loc: Locale) -> String {
+pub(super) fn realm_name(r: &Realm, loc: Locale) -> String {
     match loc {
         Locale::En if !r.settings.display_name_en.is_empty() => r.settings.display_name_en.clone(),
         _ if !r.settings.display_name.is_empty() => r.settings.display_name.clone(),
@@ -188,6 +188,7 @@ fn login_page_with(
         identifier => identifier,
         error => error,
         retry_after => retry_after,
+        register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
         switch_url => switch_url(&path, &c.tx_id, c.loc),
     };
     let status =
@@ -214,12 +215,12 @@ async fn login_page(
     Ok(login_form(&state, &c, &hint, None))
 }
 
-fn form_get<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+pub(super) fn form_get<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
     form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 /// Loads the transaction of a submitted form and checks its CSRF token.
-async fn submitted(
+pub(super) async fn submitted(
     state: &SharedState,
     name: &str,
     headers: &HeaderMap,
@@ -242,7 +243,7 @@ async fn login_submit(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let mut c = submitted(&state, &name, &headers, &form, "login").await?;
+    let c = submitted(&state, &name, &headers, &form, "login").await?;
     let identifier = form_get(&form, "identifier").unwrap_or_default().trim().to_string();
     let secret = form_get(&form, "password").unwrap_or_default().to_string();
     if identifier.is_empty() || secret.is_empty() || identifier.len() > 320 || secret.len() > 1024 {
@@ -291,22 +292,38 @@ async fn login_submit(
     };
     // The session, the last-sign-in time and the audit entry are three
     // independent commits: made at once, the audit adds no round trip.
+    signed_in(&state, c, &user_id, ip.as_deref(), "signin.password", "pwd").await
+}
+
+/// After a person proved who they are in a transaction: starts the SSO
+/// session (with the last-sign-in time and the audit entry written at the
+/// same time, so the audit adds no round trip), sets the cookie and goes on
+/// with the authorization request.
+pub(super) async fn signed_in(
+    state: &SharedState,
+    mut c: TxCtx,
+    user_id: &str,
+    ip: Option<&str>,
+    event_kind: &'static str,
+    amr: &str,
+) -> PageResult {
+    let r = c.realm.clone();
     let sid = session::new_id().map_err(|e| PageError(e, c.loc))?;
-    let event = audit::Event::new(&r.name, "signin.password", "success")
-        .actor(&user_id)
-        .client(&client_id)
-        .ip(ip.as_deref())
+    let event = audit::Event::new(&r.name, event_kind, "success")
+        .actor(user_id)
+        .client(&c.tx.request.client_id)
+        .ip(ip)
         .detail(serde_json::json!({ "sid": sid }));
     let (created, touched, ()) = tokio::join!(
-        session::create(&state, &r, sid.clone(), &user_id, vec!["pwd".into()], "L2"),
-        crate::store::users::touch_login(&state.db, &r.name, &user_id),
-        audit::record(&state, event),
+        session::create(state, &r, sid.clone(), user_id, vec![amr.to_string()], "L2"),
+        crate::store::users::touch_login(&state.db, &r.name, user_id),
+        audit::record(state, event),
     );
     let (cookie, sess) = created.map_err(|e| PageError(e, c.loc))?;
     touched.map_err(|e| PageError(e.into(), c.loc))?;
     c.tx.fresh_session = Some(sess.id.clone());
     let token_hash = random::sha256_b64(cookie.as_bytes());
-    let next = flow::proceed(&state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
+    let next = flow::proceed(state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
         .await
         .map_err(|e| PageError(e, c.loc))?;
     let https = state.settings.https();

@@ -24,6 +24,7 @@ pub mod errors;
 mod login;
 pub mod openapi;
 mod protocol;
+mod register;
 
 pub use errors::PageError;
 
@@ -54,6 +55,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/static/civid.css", get(css))
         .merge(protocol::routes())
         .merge(login::routes())
+        .merge(register::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))

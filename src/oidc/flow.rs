@@ -27,6 +27,9 @@ pub struct LoginTx {
     /// Set when the person signed in within this transaction, which
     /// satisfies `prompt=login` and `max_age`.
     pub fresh_session: Option<String>,
+    /// The mobile number being registered in this transaction (E.164).
+    #[serde(default)]
+    pub registering: Option<String>,
 }
 
 pub enum Next {

@@ -26,3 +26,9 @@ pub use templates::Templates;
 /// The stylesheet used by every page; serve it at `/static/civid.css`
 /// (content type `text/css; charset=utf-8`).
 pub const CSS: &str = include_str!("static/civid.css");
+
+/// A catalog text with `{name}` placeholders filled, for text outside pages
+/// (SMS and email bodies).
+pub fn text(locale: Locale, key: &str, args: &[(&str, &str)]) -> String {
+    i18n::fill(t(locale, key), |name| args.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+}

@@ -12,6 +12,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("consent.html", include_str!("templates/consent.html")),
     ("error.html", include_str!("templates/error.html")),
     ("notice.html", include_str!("templates/notice.html")),
+    ("register.html", include_str!("templates/register.html")),
 ];
 
 /// The page templates, ready to render. Cheap to share (`Arc` it or clone it

@@ -11,4 +11,5 @@ mod negative;
 mod nodes;
 mod otp;
 mod pages;
+mod register;
 mod steps;

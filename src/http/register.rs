@@ -1,0 +1,151 @@
+//! Registration pages, inside a sign-in transaction: the mobile number, then
+//! the SMS code and a password; the new account is signed in and the
+//! portal's request goes on.
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect};
+use axum::routing::get;
+use bytes::Bytes;
+use minijinja::context;
+
+use super::login::{
+    PageResult, TxCtx, client_name, form_get, load_tx, no_store, realm_name, signed_in, submitted, switch_url,
+};
+use super::{ClientIp, PageError, form_pairs, query_pairs};
+use crate::account::identifiers::Identifier;
+use crate::account::registration::{self, Completed, Started};
+use crate::oidc::flow;
+use crate::state::SharedState;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/realms/{realm}/register", get(phone_page).post(phone_submit))
+        .route("/realms/{realm}/register/verify", get(verify_page).post(verify_submit))
+}
+
+struct View<'a> {
+    step: &'a str,
+    phone: &'a str,
+    error: Option<&'a str>,
+    retry_after: Option<u64>,
+}
+
+fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response {
+    let base = format!("/realms/{}/register", c.realm.name);
+    let (action, purpose) =
+        if v.step == "verify" { (format!("{base}/verify"), "register-verify") } else { (base.clone(), "register") };
+    let masked = crate::admin::mask("phone", v.phone);
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        step => v.step,
+        action => action.clone(),
+        csrf => state.secrets.csrf_token(&c.binding, &format!("{purpose}:{}", c.tx_id)),
+        tx => c.tx_id.clone(),
+        phone => if v.step == "verify" { "" } else { v.phone },
+        phone_masked => masked,
+        error => v.error,
+        retry_after => v.retry_after,
+        restart_url => format!("{base}?tx={}", c.tx_id),
+        login_url => format!("/realms/{}/login?tx={}", c.realm.name, c.tx_id),
+        switch_url => switch_url(&action, &c.tx_id, c.loc),
+    };
+    let status = if v.retry_after.is_some() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
+    no_store((status, Html(super::render("register.html", c.loc, ctx))).into_response())
+}
+
+fn params_tx(q: Option<&str>) -> (Option<String>, Option<String>) {
+    let p = query_pairs(q);
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    (get("tx"), get("ui_locales"))
+}
+
+async fn phone_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let (tx, ui) = params_tx(q.as_deref());
+    let c = load_tx(&state, &name, &headers, tx.as_deref(), ui.as_deref()).await?;
+    Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }))
+}
+
+async fn phone_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let mut c = submitted(&state, &name, &headers, &form, "register").await?;
+    let typed = form_get(&form, "phone").unwrap_or_default().trim().to_string();
+    let Some(phone) = Identifier::phone(&typed) else {
+        return Ok(page(
+            &state,
+            &c,
+            View { step: "phone", phone: &typed, error: Some("register.error.phone"), retry_after: None },
+        ));
+    };
+    let started = registration::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    let (error, retry) = match started {
+        Started::Sent => (None, None),
+        Started::TooSoon(n) => (Some("register.error.wait"), Some(n)),
+        Started::DailyLimit => (Some("register.error.daily"), None),
+        Started::SendFailed => (Some("register.error.send"), None),
+    };
+    if let Some(e) = error {
+        return Ok(page(&state, &c, View { step: "phone", phone: &typed, error: Some(e), retry_after: retry }));
+    }
+    c.tx.registering = Some(phone.value().to_string());
+    flow::save_tx(&state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
+    Ok(no_store(Redirect::to(&format!("/realms/{}/register/verify?tx={}", c.realm.name, c.tx_id)).into_response()))
+}
+
+async fn verify_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let (tx, ui) = params_tx(q.as_deref());
+    let c = load_tx(&state, &name, &headers, tx.as_deref(), ui.as_deref()).await?;
+    let Some(phone) = c.tx.registering.clone() else {
+        return Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }));
+    };
+    Ok(page(&state, &c, View { step: "verify", phone: &phone, error: None, retry_after: None }))
+}
+
+async fn verify_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let c = submitted(&state, &name, &headers, &form, "register-verify").await?;
+    let Some(phone) = c.tx.registering.clone().and_then(|p| Identifier::phone(&p)) else {
+        return Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }));
+    };
+    let code = form_get(&form, "code").unwrap_or_default();
+    let pw = form_get(&form, "password").unwrap_or_default();
+    let pw2 = form_get(&form, "password2").unwrap_or_default();
+    let done = registration::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    let error = match done {
+        Completed::Created(user_id) => {
+            return signed_in(&state, c, &user_id, ip.as_deref(), "signin.registration", "sms").await;
+        }
+        Completed::BadCode => "register.error.code",
+        Completed::BadPassword => "register.error.password",
+        Completed::Mismatch => "register.error.mismatch",
+        Completed::Taken => "register.error.taken",
+    };
+    Ok(page(&state, &c, View { step: "verify", phone: phone.value(), error: Some(error), retry_after: None }))
+}

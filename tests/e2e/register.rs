@@ -1,0 +1,134 @@
+//! Registration by mobile number: the SMS code from the outbox, a password,
+//! and straight on to the portal; a registered number learns nothing new.
+use crate::harness::{TestServer, browser, hidden, location, query_param};
+
+fn authorize_url(server: &TestServer) -> String {
+    let challenge = civid::crypto::random::sha256_b64("c".repeat(43).as_bytes());
+    format!(
+        "{}/authorize?response_type=code&client_id=portal-b&redirect_uri=https%3A%2F%2Fb.example.test%2Fcb&scope=openid\
+         &state=reg&code_challenge={challenge}&code_challenge_method=S256",
+        server.issuer("test")
+    )
+}
+
+/// Opens the registration page from the sign-in page; returns its HTML.
+async fn registration_page(server: &TestServer, b: &reqwest::Client) -> String {
+    let resp = b.get(authorize_url(server)).send().await.expect("authorize");
+    let login =
+        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("login").text().await.expect("html");
+    // Templates escape '/' and '&' in attribute values, as browsers undo.
+    let login = login.replace("&#x2f;", "/").replace("&amp;", "&");
+    let link = login.split("href=\"").find(|s| s.starts_with("/realms/test/register?")).expect("register link");
+    let link = link.split('"').next().unwrap_or_default().replace("&amp;", "&");
+    b.get(format!("{}{link}", server.url)).send().await.expect("register").text().await.expect("html")
+}
+
+fn last_sms(server: &TestServer) -> civid::account::senders::Message {
+    server.state.sms.outbox_messages().last().cloned().expect("an SMS was sent")
+}
+
+#[tokio::test]
+async fn register_by_phone_then_continue_to_the_portal() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let html = registration_page(&server, &b).await;
+    let url = format!("{}/realms/test/register", server.url);
+    let bad = b
+        .post(&url)
+        .form(&[("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "12345".into())])
+        .send()
+        .await
+        .expect("post");
+    assert!(bad.text().await.expect("html").contains("11 位"), "a wrong number is explained");
+
+    let resp = b
+        .post(&url)
+        .form(&[("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "139 1234 5678".into())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 303);
+    let sms = last_sms(&server);
+    assert_eq!(sms.to, "+8613912345678");
+    let code: String = sms.body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+    assert_eq!(code.len(), 6, "{}", sms.body);
+
+    let verify =
+        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("verify").text().await.expect("html");
+    assert!(verify.contains("+86139****5678"), "the number is shown masked");
+    let post = |code: &str, pw: &str, pw2: &str| {
+        let form = [
+            ("csrf", hidden(&verify, "csrf")),
+            ("tx", hidden(&verify, "tx")),
+            ("code", code.to_string()),
+            ("password", pw.to_string()),
+            ("password2", pw2.to_string()),
+        ];
+        b.post(format!("{url}/verify")).form(&form).send()
+    };
+    let weak = post(&code, "13912345678x", "13912345678x").await.expect("post").text().await.expect("html");
+    assert!(weak.contains("不能与手机号码相同"), "the phone number is not a password");
+    let done = post(&code, "a good long password", "a good long password").await.expect("post");
+    assert_eq!(done.status(), 303);
+    let back = location(&done);
+    assert!(back.starts_with("https://b.example.test/cb?") && query_param(&back, "code").is_some(), "{back}");
+    let outcome =
+        civid::authn::password::authenticate(&server.state, "test", "13912345678", "a good long password".into())
+            .await
+            .expect("auth");
+    assert!(matches!(outcome, civid::authn::password::Outcome::Success { .. }));
+    let events = civid::store::audit::list(&server.state.db, "test", Some("registration"), 5).await.expect("audit");
+    assert!(events.iter().any(|e| e.outcome == "success"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_registered_number_gets_a_notice_and_the_pages_reveal_nothing() {
+    let server = TestServer::start().await;
+    let b = browser();
+    // Register once.
+    let html = registration_page(&server, &b).await;
+    let url = format!("{}/realms/test/register", server.url);
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "13700001111".into())];
+    let first = b.post(&url).form(&form).send().await.expect("post");
+    assert_eq!(first.status(), 303);
+    let code: String = last_sms(&server).body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+    let verify =
+        b.get(format!("{}{}", server.url, location(&first))).send().await.expect("verify").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&verify, "csrf")),
+        ("tx", hidden(&verify, "tx")),
+        ("code", code),
+        ("password", "first owner password".into()),
+        ("password2", "first owner password".into()),
+    ];
+    assert_eq!(b.post(format!("{url}/verify")).form(&form).send().await.expect("post").status(), 303);
+
+    // A minute later someone else tries the same number (the resend wait is
+    // lifted rather than waited for): the same answer, and the owner gets a notice.
+    let index = civid::account::identifiers::Identifier::phone("13700001111")
+        .expect("phone")
+        .blind_index(&server.state.secrets.sealer);
+    server.state.eph.delete(&format!("otp-resend:test:register:{index}")).await.expect("lift");
+    let other = browser();
+    let html = registration_page(&server, &other).await;
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "13700001111".into())];
+    let again = other.post(&url).form(&form).send().await.expect("post");
+    assert_eq!(again.status(), 303, "the same answer as for a new number");
+    assert!(location(&again).contains("/register/verify?tx="));
+    let notice = last_sms(&server);
+    assert!(notice.body.contains("已有账号") && !notice.body.chars().any(|c| c.is_ascii_digit()), "{}", notice.body);
+
+    // Asking again at once: told when a new code can come.
+    let html = other
+        .get(format!("{}/realms/test/register?tx={}", server.url, hidden(&html, "tx")))
+        .send()
+        .await
+        .expect("page");
+    let html = html.text().await.expect("html");
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "13700001111".into())];
+    let soon = other.post(&url).form(&form).send().await.expect("post");
+    assert_eq!(soon.status(), 429);
+    assert!(soon.text().await.expect("html").contains("秒后再试"));
+    server.stop().await;
+}
