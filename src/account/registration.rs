@@ -26,6 +26,21 @@ pub enum Completed {
     Mismatch,
     /// Only someone who received the code can learn this.
     Taken,
+    /// Recovery by SMS alone is not enough for this account.
+    SecondProof,
+}
+
+/// What is wrong with a new password, if anything: too short, too long, the
+/// phone number in it, or not repeated alike.
+pub fn password_problem(phone: &Identifier, password: &str, repeated: &str) -> Option<Completed> {
+    if password != repeated {
+        return Some(Completed::Mismatch);
+    }
+    let digits = phone.value().trim_start_matches("+86");
+    if password.chars().count() < 8 || password.len() > 1024 || password.contains(digits) {
+        return Some(Completed::BadPassword);
+    }
+    None
 }
 
 fn target(state: &AppState, realm: &str, phone: &Identifier) -> Target {
@@ -77,12 +92,8 @@ pub async fn complete(
     repeated: &str,
     ip: Option<&str>,
 ) -> Result<Completed> {
-    if password != repeated {
-        return Ok(Completed::Mismatch);
-    }
-    let digits = phone.value().trim_start_matches("+86");
-    if password.chars().count() < 8 || password.len() > 1024 || password.contains(digits) {
-        return Ok(Completed::BadPassword);
+    if let Some(problem) = password_problem(phone, password, repeated) {
+        return Ok(problem);
     }
     match otp::check(state, &target(state, realm, phone), code).await? {
         Check::Valid => {}

@@ -1,6 +1,7 @@
-//! Registration pages, inside a sign-in transaction: the mobile number, then
-//! the SMS code and a password; the new account is signed in and the
-//! portal's request goes on.
+//! Registration and password recovery pages, inside a sign-in transaction:
+//! the mobile number, then the SMS code and a password; the person is signed
+//! in and the portal's request goes on. Both flows share the pages and
+//! differ in what the domain does with the code.
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,17 +15,52 @@ use super::login::{
 };
 use super::{ClientIp, PageError, form_pairs, query_pairs};
 use crate::account::identifiers::Identifier;
+use crate::account::recovery;
 use crate::account::registration::{self, Completed, Started};
 use crate::oidc::flow;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/realms/{realm}/register", get(phone_page).post(phone_submit))
-        .route("/realms/{realm}/register/verify", get(verify_page).post(verify_submit))
+        .route(
+            "/realms/{realm}/register",
+            get(|s, p, q, h| phone_page(Flow::Register, s, p, q, h))
+                .post(|s, p, i, h, b| phone_submit(Flow::Register, s, p, i, h, b)),
+        )
+        .route(
+            "/realms/{realm}/register/verify",
+            get(|s, p, q, h| verify_page(Flow::Register, s, p, q, h))
+                .post(|s, p, i, h, b| verify_submit(Flow::Register, s, p, i, h, b)),
+        )
+        .route(
+            "/realms/{realm}/recover",
+            get(|s, p, q, h| phone_page(Flow::Recover, s, p, q, h))
+                .post(|s, p, i, h, b| phone_submit(Flow::Recover, s, p, i, h, b)),
+        )
+        .route(
+            "/realms/{realm}/recover/verify",
+            get(|s, p, q, h| verify_page(Flow::Recover, s, p, q, h))
+                .post(|s, p, i, h, b| verify_submit(Flow::Recover, s, p, i, h, b)),
+        )
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flow {
+    Register,
+    Recover,
+}
+
+impl Flow {
+    fn name(self) -> &'static str {
+        match self {
+            Flow::Register => "register",
+            Flow::Recover => "recover",
+        }
+    }
 }
 
 struct View<'a> {
+    flow: Flow,
     step: &'a str,
     phone: &'a str,
     error: Option<&'a str>,
@@ -32,13 +68,14 @@ struct View<'a> {
 }
 
 fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response {
-    let base = format!("/realms/{}/register", c.realm.name);
-    let (action, purpose) =
-        if v.step == "verify" { (format!("{base}/verify"), "register-verify") } else { (base.clone(), "register") };
+    let base = format!("/realms/{}/{}", c.realm.name, v.flow.name());
+    let purpose = format!("{}{}", v.flow.name(), if v.step == "verify" { "-verify" } else { "" });
+    let action = if v.step == "verify" { format!("{base}/verify") } else { base.clone() };
     let masked = crate::admin::mask("phone", v.phone);
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        flow => v.flow.name(),
         step => v.step,
         action => action.clone(),
         csrf => state.secrets.csrf_token(&c.binding, &format!("{purpose}:{}", c.tx_id)),
@@ -62,6 +99,7 @@ fn params_tx(q: Option<&str>) -> (Option<String>, Option<String>) {
 }
 
 async fn phone_page(
+    flow: Flow,
     State(state): State<SharedState>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
@@ -69,10 +107,11 @@ async fn phone_page(
 ) -> PageResult {
     let (tx, ui) = params_tx(q.as_deref());
     let c = load_tx(&state, &name, &headers, tx.as_deref(), ui.as_deref()).await?;
-    Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }))
+    Ok(page(&state, &c, View { flow, step: "phone", phone: "", error: None, retry_after: None }))
 }
 
 async fn phone_submit(
+    flow: Flow,
     State(state): State<SharedState>,
     Path(name): Path<String>,
     ClientIp(ip): ClientIp,
@@ -80,18 +119,20 @@ async fn phone_submit(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let mut c = submitted(&state, &name, &headers, &form, "register").await?;
+    let mut c = submitted(&state, &name, &headers, &form, flow.name()).await?;
     let typed = form_get(&form, "phone").unwrap_or_default().trim().to_string();
     let Some(phone) = Identifier::phone(&typed) else {
         return Ok(page(
             &state,
             &c,
-            View { step: "phone", phone: &typed, error: Some("register.error.phone"), retry_after: None },
+            View { flow, step: "phone", phone: &typed, error: Some("register.error.phone"), retry_after: None },
         ));
     };
-    let started = registration::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref())
-        .await
-        .map_err(|e| PageError(e, c.loc))?;
+    let started = match flow {
+        Flow::Register => registration::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
+        Flow::Recover => recovery::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
+    }
+    .map_err(|e| PageError(e, c.loc))?;
     let (error, retry) = match started {
         Started::Sent => (None, None),
         Started::TooSoon(n) => (Some("register.error.wait"), Some(n)),
@@ -99,14 +140,17 @@ async fn phone_submit(
         Started::SendFailed => (Some("register.error.send"), None),
     };
     if let Some(e) = error {
-        return Ok(page(&state, &c, View { step: "phone", phone: &typed, error: Some(e), retry_after: retry }));
+        return Ok(page(&state, &c, View { flow, step: "phone", phone: &typed, error: Some(e), retry_after: retry }));
     }
     c.tx.registering = Some(phone.value().to_string());
     flow::save_tx(&state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
-    Ok(no_store(Redirect::to(&format!("/realms/{}/register/verify?tx={}", c.realm.name, c.tx_id)).into_response()))
+    Ok(no_store(
+        Redirect::to(&format!("/realms/{}/{}/verify?tx={}", c.realm.name, flow.name(), c.tx_id)).into_response(),
+    ))
 }
 
 async fn verify_page(
+    flow: Flow,
     State(state): State<SharedState>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
@@ -115,12 +159,13 @@ async fn verify_page(
     let (tx, ui) = params_tx(q.as_deref());
     let c = load_tx(&state, &name, &headers, tx.as_deref(), ui.as_deref()).await?;
     let Some(phone) = c.tx.registering.clone() else {
-        return Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }));
+        return Ok(page(&state, &c, View { flow, step: "phone", phone: "", error: None, retry_after: None }));
     };
-    Ok(page(&state, &c, View { step: "verify", phone: &phone, error: None, retry_after: None }))
+    Ok(page(&state, &c, View { flow, step: "verify", phone: &phone, error: None, retry_after: None }))
 }
 
 async fn verify_submit(
+    flow: Flow,
     State(state): State<SharedState>,
     Path(name): Path<String>,
     ClientIp(ip): ClientIp,
@@ -128,24 +173,28 @@ async fn verify_submit(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let c = submitted(&state, &name, &headers, &form, "register-verify").await?;
+    let c = submitted(&state, &name, &headers, &form, &format!("{}-verify", flow.name())).await?;
     let Some(phone) = c.tx.registering.clone().and_then(|p| Identifier::phone(&p)) else {
-        return Ok(page(&state, &c, View { step: "phone", phone: "", error: None, retry_after: None }));
+        return Ok(page(&state, &c, View { flow, step: "phone", phone: "", error: None, retry_after: None }));
     };
     let code = form_get(&form, "code").unwrap_or_default();
     let pw = form_get(&form, "password").unwrap_or_default();
     let pw2 = form_get(&form, "password2").unwrap_or_default();
-    let done = registration::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref())
-        .await
-        .map_err(|e| PageError(e, c.loc))?;
+    let done = match flow {
+        Flow::Register => registration::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref()).await,
+        Flow::Recover => recovery::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref()).await,
+    }
+    .map_err(|e| PageError(e, c.loc))?;
     let error = match done {
         Completed::Created(user_id) => {
-            return signed_in(&state, c, &user_id, ip.as_deref(), "signin.registration", "sms").await;
+            let kind = if flow == Flow::Register { "signin.registration" } else { "signin.recovery" };
+            return signed_in(&state, c, &user_id, ip.as_deref(), kind, "sms").await;
         }
+        Completed::SecondProof => "recover.error.second_proof",
         Completed::BadCode => "register.error.code",
         Completed::BadPassword => "register.error.password",
         Completed::Mismatch => "register.error.mismatch",
         Completed::Taken => "register.error.taken",
     };
-    Ok(page(&state, &c, View { step: "verify", phone: phone.value(), error: Some(error), retry_after: None }))
+    Ok(page(&state, &c, View { flow, step: "verify", phone: phone.value(), error: Some(error), retry_after: None }))
 }

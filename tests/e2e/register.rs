@@ -132,3 +132,114 @@ async fn a_registered_number_gets_a_notice_and_the_pages_reveal_nothing() {
     assert!(soon.text().await.expect("html").contains("秒后再试"));
     server.stop().await;
 }
+
+/// Runs the recovery pages for `phone`; returns (response to the phone form, verify page HTML).
+async fn recovery_start(server: &TestServer, b: &reqwest::Client, phone: &str) -> (u16, String) {
+    let html = registration_page(server, b).await;
+    let tx = hidden(&html, "tx");
+    let page = b
+        .get(format!("{}/realms/test/recover?tx={tx}", server.url))
+        .send()
+        .await
+        .expect("recover")
+        .text()
+        .await
+        .expect("html");
+    let form = [("csrf", hidden(&page, "csrf")), ("tx", tx), ("phone", phone.to_string())];
+    let resp = b.post(format!("{}/realms/test/recover", server.url)).form(&form).send().await.expect("post");
+    let status = resp.status().as_u16();
+    let verify =
+        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("verify").text().await.expect("html");
+    (status, verify)
+}
+
+async fn recovery_finish(
+    server: &TestServer,
+    b: &reqwest::Client,
+    verify: &str,
+    code: &str,
+    pw: &str,
+) -> reqwest::Response {
+    let form = [
+        ("csrf", hidden(verify, "csrf")),
+        ("tx", hidden(verify, "tx")),
+        ("code", code.to_string()),
+        ("password", pw.to_string()),
+        ("password2", pw.to_string()),
+    ];
+    b.post(format!("{}/realms/test/recover/verify", server.url)).form(&form).send().await.expect("post")
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_recovered_by_sms_for_the_same_account() {
+    let server = TestServer::start().await;
+    let id = {
+        use civid::account::identifiers::Identifier;
+        use civid::account::users::{NewUser, create};
+        let ident = Identifier::phone("13655556666").expect("phone");
+        let new = NewUser {
+            identifiers: vec![ident],
+            password: Some("the old password".into()),
+            profile: Default::default(),
+        };
+        create(&server.state.db, &server.state.secrets, "test", new).await.expect("user")
+    };
+    civid::store::users::touch_login(&server.state.db, "test", &id).await.expect("recently used");
+    let b = browser();
+    let (status, verify) = recovery_start(&server, &b, "13655556666").await;
+    assert_eq!(status, 303);
+    let code: String = last_sms(&server).body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+    let done = recovery_finish(&server, &b, &verify, &code, "the brand new password").await;
+    assert_eq!(done.status(), 303, "{}", done.text().await.unwrap_or_default());
+    assert!(location(&done).starts_with("https://b.example.test/cb?code="));
+    let auth = |pw: &'static str| civid::authn::password::authenticate(&server.state, "test", "13655556666", pw.into());
+    assert!(
+        matches!(auth("the brand new password").await.expect("auth"), civid::authn::password::Outcome::Success { user_id } if user_id == id)
+    );
+    assert!(matches!(auth("the old password").await.expect("auth"), civid::authn::password::Outcome::Failure { .. }));
+
+    // An unregistered number: the same answers, and no SMS leaves.
+    let sent = server.state.sms.outbox_messages().len();
+    let (status, verify) = recovery_start(&server, &browser(), "13600000000").await;
+    assert_eq!(status, 303);
+    assert!(verify.contains("+86136****0000"));
+    assert_eq!(server.state.sms.outbox_messages().len(), sent, "nothing is sent to an unknown number");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dormant_account_needs_more_than_an_sms_code() {
+    let server = TestServer::start().await;
+    use civid::account::identifiers::Identifier;
+    use civid::account::users::{NewUser, create};
+    let new = NewUser {
+        identifiers: vec![Identifier::phone("13577778888").expect("phone")],
+        password: Some("an old password".into()),
+        profile: Default::default(),
+    };
+    let id = create(&server.state.db, &server.state.secrets, "test", new).await.expect("user");
+    let long_ago = civid::store::now() - 200 * 86_400;
+    use sea_orm::ConnectionTrait;
+    server
+        .state
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE users SET created_at = {long_ago}, last_login_at = {long_ago} WHERE id = '{id}'"
+        ))
+        .await
+        .expect("age the account");
+    let b = browser();
+    let (_, verify) = recovery_start(&server, &b, "13577778888").await;
+    let code: String = last_sms(&server).body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+    let resp = recovery_finish(&server, &b, &verify, &code, "a takeover password").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text().await.expect("html").contains("进一步验证身份"),
+        "a recycled number cannot take the account over"
+    );
+    let outcome = civid::authn::password::authenticate(&server.state, "test", "13577778888", "an old password".into())
+        .await
+        .expect("auth");
+    assert!(matches!(outcome, civid::authn::password::Outcome::Success { .. }), "the password is unchanged");
+    server.stop().await;
+}

@@ -1,0 +1,107 @@
+//! A forgotten password, recovered with an SMS code to the account's own
+//! number: always the same account (same `sub` everywhere). The pages answer
+//! the same whether or not the number is registered. Mobile numbers are
+//! recycled by carriers, so an SMS code alone does not recover an account
+//! unused for over six months (nor, once they exist, one with a passkey or
+//! TOTP): that needs a second proof.
+use crate::account::identifiers::Identifier;
+use crate::account::registration::{Completed, Started};
+use crate::account::senders::{Channel, Message};
+use crate::audit::{self, Event};
+use crate::authn::otp::{self, Check, Issue, Target};
+use crate::authn::session;
+use crate::crypto::password;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{now, users as user_store};
+use crate::web::{self, Locale};
+
+/// Unused this long, an account needs more than an SMS code.
+pub const DORMANT_SECS: i64 = 183 * 86_400;
+
+fn target(state: &AppState, realm: &str, phone: &Identifier) -> Target {
+    Target::new(realm, "recover", &phone.blind_index(&state.secrets.sealer))
+}
+
+pub async fn start(
+    state: &AppState,
+    realm: &str,
+    phone: &Identifier,
+    locale: Locale,
+    ip: Option<&str>,
+) -> Result<Started> {
+    let code = match otp::issue(state, &target(state, realm, phone)).await? {
+        Issue::Code(c) => c,
+        Issue::TooSoon(n) => return Ok(Started::TooSoon(n)),
+        Issue::DailyLimit => return Ok(Started::DailyLimit),
+    };
+    let index = phone.blind_index(&state.secrets.sealer);
+    if !user_store::identifier_exists(&state.db, realm, phone.kind(), &index).await? {
+        // Nothing to send, and nothing to tell: the page reads the same.
+        return Ok(Started::Sent);
+    }
+    let body = web::text(locale, "sms.recover", &[("code", &code)]);
+    let sent = state
+        .sms
+        .send(Message { channel: Channel::Sms, to: phone.value().to_string(), subject: String::new(), body })
+        .await;
+    audit::record(
+        state,
+        Event::new(realm, "recovery.code_sent", if sent.is_ok() { "success" } else { "failure" }).ip(ip),
+    )
+    .await;
+    Ok(if sent.is_ok() { Started::Sent } else { Started::SendFailed })
+}
+
+pub async fn complete(
+    state: &AppState,
+    realm: &str,
+    phone: &Identifier,
+    code: &str,
+    new_password: &str,
+    repeated: &str,
+    ip: Option<&str>,
+) -> Result<Completed> {
+    if let Some(weak) = super::registration::password_problem(phone, new_password, repeated) {
+        return Ok(weak);
+    }
+    if otp::check(state, &target(state, realm, phone), code).await? != Check::Valid {
+        audit::record(
+            state,
+            Event::new(realm, "recovery", "failure").ip(ip).detail(serde_json::json!({ "reason": "code" })),
+        )
+        .await;
+        return Ok(Completed::BadCode);
+    }
+    let index = phone.blind_index(&state.secrets.sealer);
+    let Some(user) = user_store::find_by_identifier(&state.db, realm, phone.kind(), &index).await? else {
+        return Ok(Completed::BadCode);
+    };
+    let last_used = user.last_login_at.unwrap_or(user.created_at);
+    if now() - last_used > DORMANT_SECS || user.status != "active" {
+        audit::record(
+            state,
+            Event::new(realm, "recovery", "failure")
+                .actor(&user.id)
+                .ip(ip)
+                .detail(serde_json::json!({ "reason": "second_proof_needed" })),
+        )
+        .await;
+        return Ok(Completed::SecondProof);
+    }
+    let pw = new_password.to_string();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    user_store::set_password(&state.db, realm, &user.id, Some(hash)).await?;
+    let ended = session::end_all(state, realm, &user.id, "password_reset").await?;
+    audit::record(
+        state,
+        Event::new(realm, "recovery", "success")
+            .actor(&user.id)
+            .ip(ip)
+            .detail(serde_json::json!({ "method": "sms", "sessions_ended": ended })),
+    )
+    .await;
+    Ok(Completed::Created(user.id))
+}
