@@ -2,25 +2,41 @@
 //! made for this bench) as its own process on a free port, measures how soon
 //! it is ready and how much memory it holds, then drives it with N
 //! keep-alive connections for a fixed time per scenario and prints Markdown
-//! rows for `docs/PERFORMANCE.md`.
+//! tables for `docs/PERFORMANCE.md` (progress goes to standard error).
 //!
 //! ```text
 //! cargo bench --bench load -- [--secs 10] [--warmup 1] [--concurrency 64]
 //!     [--scenario discovery,jwks,client_credentials,sso_round,refresh,userinfo,introspect]
 //!     [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/]
-//!     [--restarts 5] [--no-wrk] [--keep]
+//!     [--sqlite] [--memory] [--restarts 5] [--no-wrk] [--scrape SECS] [--server-env KEY=VALUE]... [--keep]
 //! ```
 //!
 //! Default backend: a fresh SQLite file in a temporary directory and the
 //! in-process ephemeral store. `--postgres URL` (or `CIVID_BENCH_DATABASE_URL`)
-//! recreates the database `civid_bench` on that server (the URL names the
-//! database to connect to for that); `--redis URL` (or `CIVID_BENCH_REDIS_URL`)
-//! uses Redis under a key prefix of this run.
+//! drops and recreates the database `civid_bench` on that server, through the
+//! database the URL names; the URL's query (`?sslmode=disable`) is kept for
+//! civid's own connections. `--redis URL` (or `CIVID_BENCH_REDIS_URL`) uses
+//! Redis under a key prefix of its own for this run. `--sqlite` and
+//! `--memory` override those variables.
 //!
-//! The load generator runs on the same machine and shares its cores with
-//! the server: the CPU time of both is reported per operation. Where `wrk`
-//! is installed, discovery, JWKS and client_credentials are also measured
-//! with `wrk -t2` at the same connection count.
+//! Start-up: "ready" is the time from spawning `civid serve` to the first 200
+//! on `/readyz`, once on a fresh database (migrations, realm file, key
+//! generation) and `--restarts` times on the existing one; the last restart
+//! stays up for the load. RSS is read from `/proc/<pid>/status`.
+//!
+//! Scenarios: `discovery`, `jwks` (GET), `client_credentials` (ES256 access
+//! token), `sso_round` (authorize with the session cookie → 303 with a code
+//! → token: RS256 ID token, ES256 access token, refresh token), `refresh`
+//! (rotating refresh tokens), `userinfo` and `introspect` (with a person's
+//! access token). Each connection of the session scenarios is a browser that
+//! signed in once through the login page. The load generator runs on the
+//! same two cores: CPU seconds per operation are reported for the server,
+//! the generator, and the PostgreSQL and Redis processes, with how busy the
+//! whole machine was. Where `wrk` is installed, discovery, JWKS and
+//! client_credentials are also measured with `wrk -t2` at the same
+//! connection count. `--scrape SECS` scrapes the admin listener's `/metrics`
+//! during the load, as Prometheus would; `--server-env` passes extra
+//! variables to the server (allocator tunables, pool sizes).
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -68,10 +84,15 @@ struct Opts {
     restarts: usize,
     wrk: bool,
     keep: bool,
+    /// Extra environment for the server (experiments: allocator tunables, pool sizes).
+    server_env: Vec<(String, String)>,
+    /// Scrape `/metrics` every this many seconds during the load (0: never).
+    scrape: u64,
 }
 
 const USAGE: &str = "cargo bench --bench load -- [--secs N] [--warmup N] [--concurrency N] [--scenario a,b,..] \
-                     [--postgres URL] [--redis URL] [--restarts N] [--no-wrk] [--keep]\n\
+                     [--postgres URL] [--redis URL] [--sqlite] [--memory] [--restarts N] [--no-wrk] [--scrape SECS] \
+                     [--server-env K=V]... [--keep]\n\
                      scenarios: discovery jwks client_credentials sso_round refresh userinfo introspect";
 
 fn parse_opts() -> Res<Opts> {
@@ -86,6 +107,8 @@ fn parse_opts() -> Res<Opts> {
         restarts: 5,
         wrk: true,
         keep: false,
+        server_env: Vec::new(),
+        scrape: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -97,6 +120,7 @@ fn parse_opts() -> Res<Opts> {
             "--secs" => o.secs = num(value("--secs")?, "--secs")?.max(1),
             "--warmup" => o.warmup = num(value("--warmup")?, "--warmup")?,
             "--concurrency" | "-c" => o.concurrency = num(value("--concurrency")?, "--concurrency")?.max(1) as usize,
+            "--scrape" => o.scrape = num(value("--scrape")?, "--scrape")?,
             "--restarts" => o.restarts = num(value("--restarts")?, "--restarts")?.max(1) as usize,
             "--scenario" => {
                 for s in value("--scenario")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -112,6 +136,11 @@ fn parse_opts() -> Res<Opts> {
             "--memory" => o.redis = None,
             "--no-wrk" => o.wrk = false,
             "--keep" => o.keep = true,
+            "--server-env" => {
+                let kv = value("--server-env")?;
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--server-env {kv:?}: expected KEY=VALUE"))?;
+                o.server_env.push((k.to_string(), v.to_string()));
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -146,6 +175,48 @@ fn cpu_secs(pid: &str, tck: f64) -> (f64, f64) {
         return (0.0, 0.0);
     }
     ((f[11] + f[12]) / tck, (f[13] + f[14]) / tck)
+}
+
+/// CPU seconds of the PostgreSQL and Redis server processes on this machine.
+fn services_cpu(tck: f64) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    let mut total = 0.0;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
+        if matches!(comm.trim(), "postgres" | "redis-server") {
+            total += cpu_secs(pid, tck).0;
+        }
+    }
+    total
+}
+
+/// (busy, total, irq + softirq) jiffies of the whole machine, from `/proc/stat`.
+fn machine_jiffies() -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0.0)).collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    let total: f64 = f.iter().take(8).sum();
+    (total - at(3) - at(4), total, at(5) + at(6))
+}
+
+/// CPU counters taken at the start and the end of a measurement.
+struct Sample {
+    server: f64,
+    /// This process (the bench generator), and its waited-for children (wrk).
+    own: f64,
+    children: f64,
+    services: f64,
+    machine: (f64, f64, f64),
+}
+
+impl Sample {
+    fn take(server: &Server, tck: f64) -> Sample {
+        let (own, children) = cpu_secs("self", tck);
+        Sample { server: server.cpu(tck), own, children, services: services_cpu(tck), machine: machine_jiffies() }
+    }
 }
 
 /// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM).
@@ -192,6 +263,8 @@ struct Setup {
     backend: String,
     tck: f64,
     pg_admin: Option<(String, String)>,
+    /// Redis URL and this run's key prefix.
+    redis: Option<(String, String)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -227,11 +300,42 @@ first_party = true
     )
 }
 
-/// `postgres://u@h:p/db?x` → (`postgres://u@h:p`, `db`)
-fn split_db(url: &str) -> (String, String) {
-    let (base, rest) = url.rsplit_once('/').unwrap_or((url, "postgres"));
-    let db = rest.split('?').next().filter(|d| !d.is_empty()).unwrap_or("postgres");
-    (base.to_string(), db.to_string())
+/// `postgres://u@h:p/db?x` → (`postgres://u@h:p`, `db`, `?x`): the query
+/// (`sslmode=disable`, say) applies to the bench database too.
+fn split_db(url: &str) -> (String, String, String) {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let (base, db) = path.rsplit_once('/').unwrap_or((path, "postgres"));
+    let db = if db.is_empty() { "postgres" } else { db };
+    (base.to_string(), db.to_string(), query)
+}
+
+/// Deletes this run's keys (they all have TTLs; this only tidies up).
+async fn redis_clear(url: &str, prefix: &str) -> Result<usize, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            removed += keys.len();
+            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
 }
 
 async fn pg_exec(base: &str, admin_db: &str, sql: &str) -> Res<()> {
@@ -257,23 +361,29 @@ impl Setup {
         if let Ok(log) = std::env::var("CIVID_LOG") {
             env.push(("CIVID_LOG".into(), log));
         }
+        env.extend(o.server_env.iter().cloned());
         let mut backend = String::new();
         let mut pg_admin = None;
+        let mut redis = None;
         match &o.postgres {
             Some(url) => {
-                let (base, admin_db) = split_db(url);
+                let (base, db, query) = split_db(url);
+                let admin_db = format!("{db}{query}");
                 rt.block_on(async {
                     pg_exec(&base, &admin_db, &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")).await?;
                     pg_exec(&base, &admin_db, &format!("CREATE DATABASE {PG_DB}")).await
                 })?;
-                env.push(("CIVID_DATABASE_URL".into(), format!("{base}/{PG_DB}")));
+                env.push(("CIVID_DATABASE_URL".into(), format!("{base}/{PG_DB}{query}")));
                 let version = Command::new("psql")
                     .args(["-XAtc", "SHOW server_version", &format!("{base}/{admin_db}")])
                     .output()
                     .ok()
                     .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string())
                     .filter(|v| !v.is_empty());
-                backend.push_str(&format!("PostgreSQL {}", version.unwrap_or_default()).trim().to_string());
+                backend.push_str(format!("PostgreSQL {}", version.unwrap_or_default()).trim());
+                if !query.is_empty() {
+                    backend.push_str(&format!(" ({})", query.trim_start_matches('?')));
+                }
                 pg_admin = Some((base, admin_db));
             }
             None => {
@@ -289,21 +399,20 @@ impl Setup {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis())
                     .unwrap_or(0);
-                env.push(("CIVID_REDIS_KEY_PREFIX".into(), format!("civid-bench-{}-{stamp}:", std::process::id())));
-                let version = Command::new("redis-cli")
-                    .args(["-u", url, "INFO", "server"])
-                    .output()
-                    .ok()
-                    .and_then(|o| {
+                let prefix = format!("civid-bench-{}-{stamp}:", std::process::id());
+                env.push(("CIVID_REDIS_KEY_PREFIX".into(), prefix.clone()));
+                redis = Some((url.clone(), prefix));
+                let version =
+                    Command::new("redis-cli").args(["-u", url, "INFO", "server"]).output().ok().and_then(|o| {
                         String::from_utf8_lossy(&o.stdout)
                             .lines()
                             .find_map(|l| l.strip_prefix("redis_version:").map(|v| v.trim().to_string()))
                     });
-                backend.push_str(&format!(" + Redis {}", version.unwrap_or_default()).trim_end().to_string());
+                backend.push_str(format!(" + Redis {}", version.unwrap_or_default()).trim_end());
             }
             None => backend.push_str(" + in-process store"),
         }
-        Ok(Setup { dir, env, backend, tck: clock_ticks(), pg_admin })
+        Ok(Setup { dir, env, backend, tck: clock_ticks(), pg_admin, redis })
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -341,20 +450,28 @@ impl Setup {
     }
 
     fn serve(&self, n: usize) -> Res<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("free port: {e}"))?;
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("free port: {e}"))
+        };
+        let port = free_port()?;
+        // The admin listener (admin API, /metrics) is on too, as in production,
+        // on a port of its own so that runs do not collide.
+        let admin_port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let log = self.dir.path().join(format!("serve-{n}.log"));
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = self.command(&["serve"]);
         cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}")).env("CIVID_PUBLIC_URL", &url);
+        cmd.env("CIVID_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"));
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let started = Instant::now();
         let child = cmd.spawn().map_err(|e| format!("spawn civid serve: {e}"))?;
-        let mut server = Server { pid: child.id(), child: Some(child), url, port, log, ready: Duration::ZERO };
+        let mut server =
+            Server { pid: child.id(), child: Some(child), url, port, admin_port, log, ready: Duration::ZERO };
         server.ready = server.wait_ready(started)?;
         Ok(server)
     }
@@ -365,18 +482,20 @@ struct Server {
     pid: u32,
     url: String,
     port: u16,
+    admin_port: u16,
     log: PathBuf,
     /// From spawn to the first 200 on /readyz.
     ready: Duration,
 }
 
-/// One `GET /readyz` on a new connection; the status code.
-fn readyz(port: u16) -> Option<u16> {
+/// One `GET path` on a new connection; the status code. `whole`: read the
+/// body to the end too.
+fn get_status(port: u16, path: &str, whole: bool) -> Option<u16> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes())
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes())
         .ok()?;
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 4096];
     let mut n = 0;
     while n < 12 {
         match s.read(&mut buf[n..]) {
@@ -384,7 +503,52 @@ fn readyz(port: u16) -> Option<u16> {
             Ok(k) => n += k,
         }
     }
-    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    let status = std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok();
+    if whole {
+        while let Ok(k) = s.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+        }
+    }
+    status
+}
+
+fn readyz(port: u16) -> Option<u16> {
+    get_status(port, "/readyz", false)
+}
+
+/// Scrapes the admin listener's `/metrics` every `every` until dropped, as
+/// Prometheus would.
+struct Scraper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Scraper {
+    fn start(admin_port: u16, every: Duration) -> Scraper {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if get_status(admin_port, "/metrics", true) == Some(200) {
+                    n += 1;
+                }
+                let until = Instant::now() + every;
+                while Instant::now() < until && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            n
+        });
+        Scraper { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
 }
 
 impl Server {
@@ -569,12 +733,17 @@ impl Browser {
     /// first code (checking the tokens' algorithms).
     async fn sign_in(&mut self) -> Res<()> {
         let (url, state, verifier) = self.auth_request();
-        let resp = expect(self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?, 303, "authorize")
-            .await?;
+        let resp =
+            expect(self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?, 303, "authorize").await?;
         let next = location(&resp);
-        let login = if next.starts_with('/') { format!("{}{next}", self.base) } else { return Err(format!("authorize went to {next} before sign-in")) };
-        let page = expect(self.http.get(&login).send().await.map_err(|e| format!("login page: {e}"))?, 200, "login page")
-            .await?;
+        let login = if next.starts_with('/') {
+            format!("{}{next}", self.base)
+        } else {
+            return Err(format!("authorize went to {next} before sign-in"));
+        };
+        let page =
+            expect(self.http.get(&login).send().await.map_err(|e| format!("login page: {e}"))?, 200, "login page")
+                .await?;
         let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
         let form = [
             ("csrf", hidden(&html, "csrf")),
@@ -606,8 +775,10 @@ impl Browser {
     }
 
     async fn redeem(&self, code: &str, verifier: &str) -> Res<TokenResponse> {
-        let body =
-            format!("grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}", self.redirect_enc);
+        let body = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}",
+            self.redirect_enc
+        );
         let resp = self
             .http
             .post(self.token_url.clone())
@@ -617,11 +788,8 @@ impl Browser {
             .send()
             .await
             .map_err(|e| format!("token: {e}"))?;
-        let bytes = expect(resp, 200, "token (authorization_code)")
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| format!("token: {e}"))?;
+        let bytes =
+            expect(resp, 200, "token (authorization_code)").await?.bytes().await.map_err(|e| format!("token: {e}"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("token response: {e}"))
     }
 
@@ -700,7 +868,8 @@ impl Worker {
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;
-                let body = expect(resp, 200, "token (client_credentials)").await?.bytes().await.map_err(|e| e.to_string())?;
+                let body =
+                    expect(resp, 200, "token (client_credentials)").await?.bytes().await.map_err(|e| e.to_string())?;
                 if !body.starts_with(b"{\"access_token\":\"") && !body.windows(14).any(|w| w == b"\"access_token\"") {
                     return Err("no access_token in the response".into());
                 }
@@ -730,13 +899,19 @@ impl Worker {
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;
-                let bytes = expect(resp, 200, "token (refresh_token)").await?.bytes().await.map_err(|e| e.to_string())?;
+                let bytes =
+                    expect(resp, 200, "token (refresh_token)").await?.bytes().await.map_err(|e| e.to_string())?;
                 let tr: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| format!("token response: {e}"))?;
                 *token = tr.refresh_token.ok_or("no rotated refresh_token")?;
                 Ok(())
             }
             Worker::Userinfo { http, url, bearer } => {
-                let resp = http.get(url.clone()).header(AUTHORIZATION, bearer.clone()).send().await.map_err(|e| e.to_string())?;
+                let resp = http
+                    .get(url.clone())
+                    .header(AUTHORIZATION, bearer.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 expect(resp, 200, "userinfo").await?.bytes().await.map_err(|e| e.to_string())?;
                 Ok(())
             }
@@ -817,7 +992,31 @@ struct Row {
     server_us: f64,
     gen_us: f64,
     errors: u64,
+    /// PostgreSQL + Redis CPU per operation.
+    svc_us: f64,
+    /// Interrupt handling per operation (mostly loopback TCP, in softirq),
+    /// which no process is charged for.
+    irq_us: f64,
+    /// CPU of every other process on the machine per operation (other
+    /// people's work, kernel threads, hypervisor steal): large means a noisy run.
+    other_us: f64,
+    /// Share of both cores busy during the measurement.
+    busy_pct: f64,
+    /// Server RSS when the scenario ended, KiB.
+    rss_kib: u64,
     steps: Vec<(String, f64, f64)>,
+}
+
+/// Busy CPU seconds of the machine not spent by the server, the generator
+/// (`generator` seconds), PostgreSQL and Redis, or interrupts.
+fn other(a: &Sample, b: &Sample, tck: f64, generator: f64) -> f64 {
+    let machine = (b.machine.0 - a.machine.0 - (b.machine.2 - a.machine.2)) / tck;
+    (machine - (b.server - a.server) - generator - (b.services - a.services)).max(0.0)
+}
+
+fn busy(a: &Sample, b: &Sample) -> f64 {
+    let total = b.machine.1 - a.machine.1;
+    if total <= 0.0 { 0.0 } else { (b.machine.0 - a.machine.0) * 100.0 / total }
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -829,14 +1028,15 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn table_header() -> &'static str {
-    "| scenario | generator | connections | ops/s | p50 ms | p99 ms | server CPU µs/op | generator CPU µs/op | errors |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|"
+    "| scenario | generator | connections | ops/s | p50 ms | p99 ms | server CPU µs/op | generator CPU µs/op \
+     | PostgreSQL+Redis CPU µs/op | irq CPU µs/op | other CPU µs/op | machine busy | errors | server RSS after, MiB |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 }
 
 impl Row {
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% | {} | {} |",
             self.scenario,
             self.generator,
             self.conns,
@@ -845,7 +1045,12 @@ impl Row {
             self.p99_ms,
             self.server_us,
             self.gen_us,
-            self.errors
+            self.svc_us,
+            self.irq_us,
+            self.other_us,
+            self.busy_pct,
+            self.errors,
+            mib(self.rss_kib)
         )
     }
 }
@@ -880,7 +1085,12 @@ impl Bench<'_> {
         while let Some(r) = tasks.join_next().await {
             self.browsers.push(r.map_err(|e| format!("sign-in task: {e}"))??);
         }
-        eprintln!("  {} browsers signed in ({} ms, Argon2id each)", self.browsers.len(), t.elapsed().as_millis());
+        eprintln!(
+            "  {} browsers signed in ({} ms, Argon2id each); server RSS now {} MiB",
+            self.browsers.len(),
+            t.elapsed().as_millis(),
+            mib(self.server.rss_kib())
+        );
         Ok(())
     }
 
@@ -923,30 +1133,36 @@ impl Bench<'_> {
                 .map_err(|e| format!("client_credentials response: {e}"))?;
                 check_alg("client_credentials access token", &tr.access_token, "ES256", Some("at+jwt"))?;
             }
-            "sso_round" | "refresh" | "userinfo" | "introspect" => {
+            "sso_round" | "refresh" => {
                 self.browsers().await?;
                 for b in self.browsers.drain(..) {
-                    let last = b.last.as_ref().ok_or("a browser without tokens")?;
-                    let w = match scenario {
-                        "sso_round" => Worker::Sso(Box::new(b)),
-                        "refresh" => {
-                            let rt = last.refresh_token.clone().ok_or("no refresh token")?;
-                            Worker::Refresh(Box::new(b), rt)
-                        }
-                        "userinfo" => Worker::Userinfo {
+                    out.push(if scenario == "sso_round" {
+                        Worker::Sso(Box::new(b))
+                    } else {
+                        let rt = b.last.as_ref().and_then(|l| l.refresh_token.clone()).ok_or("no refresh token")?;
+                        Worker::Refresh(Box::new(b), rt)
+                    });
+                }
+            }
+            "userinfo" | "introspect" => {
+                // Each connection presents the access token of one person's session.
+                self.browsers().await?;
+                for b in &self.browsers {
+                    let at = &b.last.as_ref().ok_or("a browser without tokens")?.access_token;
+                    out.push(if scenario == "userinfo" {
+                        Worker::Userinfo {
                             http: http_client(false)?,
                             url: parse(&format!("/realms/{REALM}/userinfo"))?,
-                            bearer: HeaderValue::from_str(&format!("Bearer {}", last.access_token))
-                                .map_err(|e| e.to_string())?,
-                        },
-                        _ => Worker::Introspect {
+                            bearer: HeaderValue::from_str(&format!("Bearer {at}")).map_err(|e| e.to_string())?,
+                        }
+                    } else {
+                        Worker::Introspect {
                             http: http_client(false)?,
                             url: parse(&format!("/realms/{REALM}/introspect"))?,
                             auth: basic_auth(),
-                            body: format!("token={}", enc(&last.access_token)),
-                        },
-                    };
-                    out.push(w);
+                            body: format!("token={}", enc(at)),
+                        }
+                    });
                 }
             }
             other => return Err(format!("unknown scenario {other}")),
@@ -981,11 +1197,9 @@ impl Bench<'_> {
             tasks.spawn(drive(w, measure_from, until, 4096));
         }
         tokio::time::sleep_until(measure_from.into()).await;
-        let s0 = self.server.cpu(tck);
-        let g0 = cpu_secs("self", tck).0;
+        let a = Sample::take(self.server, tck);
         tokio::time::sleep_until(until.into()).await;
-        let s1 = self.server.cpu(tck);
-        let g1 = cpu_secs("self", tck).0;
+        let b = Sample::take(self.server, tck);
         let mut all = Stats::default();
         while let Some(r) = tasks.join_next().await {
             let (st, w) = r.map_err(|e| format!("worker: {e}"))?;
@@ -1023,9 +1237,14 @@ impl Bench<'_> {
             ops: all.lat.len() as f64 / self.o.secs as f64,
             p50_ms: pct(&all.lat, 50.0),
             p99_ms: pct(&all.lat, 99.0),
-            server_us: (s1 - s0) * 1e6 / n,
-            gen_us: (g1 - g0) * 1e6 / n,
+            server_us: (b.server - a.server) * 1e6 / n,
+            gen_us: (b.own - a.own) * 1e6 / n,
+            svc_us: (b.services - a.services) * 1e6 / n,
+            irq_us: (b.machine.2 - a.machine.2) / tck * 1e6 / n,
+            other_us: other(&a, &b, tck, b.own - a.own) * 1e6 / n,
+            busy_pct: busy(&a, &b),
             errors: all.errors,
+            rss_kib: self.server.rss_kib(),
             steps,
         })
     }
@@ -1056,15 +1275,13 @@ impl Bench<'_> {
             cmd.arg("-s").arg(s);
         }
         cmd.arg(&url);
-        let s0 = self.server.cpu(tck);
-        let c0 = cpu_secs("self", tck).1;
+        let a = Sample::take(self.server, tck);
         let out = match cmd.output() {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("wrk: {e}")),
         };
-        let s1 = self.server.cpu(tck);
-        let c1 = cpu_secs("self", tck).1;
+        let b = Sample::take(self.server, tck);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
             return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr)));
@@ -1109,9 +1326,14 @@ impl Bench<'_> {
             ops: rps,
             p50_ms: lat("50%"),
             p99_ms: lat("99%"),
-            server_us: (s1 - s0) * 1e6 / n,
-            gen_us: (c1 - c0) * 1e6 / n,
+            server_us: (b.server - a.server) * 1e6 / n,
+            gen_us: (b.children - a.children) * 1e6 / n,
+            svc_us: (b.services - a.services) * 1e6 / n,
+            irq_us: (b.machine.2 - a.machine.2) / tck * 1e6 / n,
+            other_us: other(&a, &b, tck, b.children - a.children) * 1e6 / n,
+            busy_pct: busy(&a, &b),
             errors,
+            rss_kib: self.server.rss_kib(),
             steps: Vec::new(),
         }))
     }
@@ -1137,15 +1359,41 @@ fn run() -> Res<()> {
     civid::server::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
     let setup = Setup::new(&o, &rt)?;
+    let before = machine_jiffies();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = machine_jiffies();
+    let idle_busy = if after.1 > before.1 { (after.0 - before.0) * 100.0 / (after.1 - before.1) } else { 0.0 };
     println!("# civid load benchmark");
     println!();
     println!("- machine: {}", machine());
+    println!(
+        "- machine busy in the 2 s before the run: {idle_busy:.0}% (other work on the machine skews every figure)"
+    );
     println!("- build: release (`cargo bench` profile), binary {}", env!("CARGO_BIN_EXE_civid"));
     println!("- backend: {}", setup.backend);
+    if !o.server_env.is_empty() {
+        let extra: Vec<String> = o.server_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("- extra server environment: {}", extra.join(" "));
+    }
     println!(
         "- load: {} s per scenario after {} s warm-up, {} keep-alive HTTP/1.1 connections, generator on the same machine",
         o.secs, o.warmup, o.concurrency
     );
+    if o.scrape > 0 {
+        println!("- `/metrics` scraped every {} s during the load, as Prometheus would", o.scrape);
+    } else {
+        println!("- `/metrics` not scraped during the load");
+    }
+    let built = std::fs::metadata(env!("CARGO_BIN_EXE_civid"))
+        .and_then(|m| m.modified())
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let rev = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("- source: `civid` binary built {built}; work tree at commit {rev} when the bench ran");
     println!();
 
     // Fresh database: migrations, realm file, key generation.
@@ -1180,6 +1428,7 @@ fn run() -> Res<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = sorted[sorted.len() / 2];
 
+    let scraper = (o.scrape > 0).then(|| Scraper::start(server.admin_port, Duration::from_secs(o.scrape)));
     let mut rows = Vec::new();
     let mut bench = Bench { o: &o, setup: &setup, server: &server, browsers: Vec::new() };
     for sc in &o.scenarios {
@@ -1195,6 +1444,9 @@ fn run() -> Res<()> {
         }
     }
     drop(bench);
+    if let Some(s) = scraper {
+        eprintln!("scraped /metrics {} times", s.finish());
+    }
     let rss_after = server.rss_kib();
     let hwm = server.hwm_kib();
     let complaints = server.complaints();
@@ -1252,6 +1504,14 @@ fn run() -> Res<()> {
         && !o.keep
     {
         rt.block_on(pg_exec(base, admin, &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")))?;
+    }
+    if let Some((url, prefix)) = &setup.redis
+        && !o.keep
+    {
+        match rt.block_on(redis_clear(url, prefix)) {
+            Ok(n) => eprintln!("removed {n} Redis keys under {prefix}"),
+            Err(e) => eprintln!("could not remove the Redis keys under {prefix} (they expire by themselves): {e}"),
+        }
     }
     if o.keep {
         let kept = setup.dir.keep();
