@@ -196,6 +196,16 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }));
+    tasks.push(tokio::spawn(async move {
+        // Histograms grow until drained; a node nobody scrapes must not.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Some(h) = crate::metrics::handle() {
+                h.run_upkeep();
+            }
+        }
+    }));
     let s = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

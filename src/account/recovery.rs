@@ -11,7 +11,7 @@ use crate::audit::{self, Event};
 use crate::authn::otp::{self, Check, Issue, Target};
 use crate::authn::session;
 use crate::crypto::password;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::AppState;
 use crate::store::{now, users as user_store};
 use crate::web::{self, Locale};
@@ -90,9 +90,7 @@ pub async fn complete(
         return Ok(Completed::SecondProof);
     }
     let pw = new_password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))??;
+    let hash = crate::authn::password::hashing(move || password::hash(&pw)).await??;
     user_store::set_password(&state.db, realm, &user.id, Some(hash)).await?;
     let ended = session::end_all(state, realm, &user.id, "password_reset").await?;
     audit::record(

@@ -41,12 +41,7 @@ pub async fn create(db: &Db, secrets: &Secrets, realm: &str, new: NewUser) -> Re
         return Err(CreateError::NoIdentifier);
     }
     let hash = match new.password {
-        Some(pw) => Some(
-            tokio::task::spawn_blocking(move || password::hash(&pw))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))?
-                .map_err(Error::from)?,
-        ),
+        Some(pw) => Some(crate::authn::password::hashing(move || password::hash(&pw)).await?.map_err(Error::from)?),
         None => None,
     };
     let id = uuid::Uuid::new_v4().to_string();

@@ -311,9 +311,8 @@ pub async fn user_reset_password(state: &AppState, actor: &Actor<'_>, realm: &st
     users::get(&state.db, realm, id).await?.ok_or_else(|| Problem::not_found(format!("user {id}")))?;
     let temp = random::token(12).map_err(|e| Problem::from(crate::error::Error::from(e)))?;
     let t = temp.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&t))
-        .await
-        .map_err(|e| Problem::new(500, "internal error", e.to_string()))?
+    let hash = crate::authn::password::hashing(move || password::hash(&t))
+        .await?
         .map_err(|e| Problem::from(crate::error::Error::from(e)))?;
     users::set_password(&state.db, realm, id, Some(hash)).await?;
     let ended = session::end_all(state, realm, id, "password_reset").await?;

@@ -18,7 +18,7 @@ use crate::admin::{ADMIN_AUDIENCE, ADMIN_REALM, Problem, actions, stats};
 use crate::crypto::keys::Alg;
 use crate::oidc::resource;
 use crate::state::SharedState;
-use crate::store::{admins, audit as audit_table, grants};
+use crate::store::{admins, audit as audit_table};
 
 pub fn app(state: SharedState) -> Router {
     let v1 = "/admin/api/v1/realms";
@@ -135,9 +135,7 @@ async fn caller(state: &SharedState, headers: &HeaderMap, ip: Option<String>) ->
     if !aud_ok || at.claims.get("auth_time").is_none() {
         return Err(unauthorized("the token was not issued to an administrator for the admin API"));
     }
-    let grant = grants::active_by_subject(&state.db, ADMIN_REALM, at.str("client_id"), at.str("sub"))
-        .await?
-        .ok_or_else(|| unauthorized("the grant was revoked"))?;
+    let grant = at.grant.ok_or_else(|| unauthorized("the grant was revoked"))?;
     let roles = admins::roles_of(&state.db, &grant.user_id).await?;
     Ok(Caller { user_id: grant.user_id, roles, ip })
 }

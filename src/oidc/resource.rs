@@ -14,6 +14,8 @@ use crate::store::{grants, now};
 
 pub struct ValidAccessToken {
     pub claims: Value,
+    /// The grant a person's token was issued under (None for a client's own).
+    pub grant: Option<grants::GrantRecord>,
 }
 
 impl ValidAccessToken {
@@ -39,18 +41,19 @@ pub async fn check_access_token(state: &AppState, realm: &Realm, token: &str) ->
     if tokens::jti_denied(state, &realm.name, s("jti")).await? {
         return Ok(None);
     }
+    let mut grant = None;
     if c.get("auth_time").is_some() {
         // A person's token: its grant must still stand, and be the one it
         // was issued under (not a newer grant after a revocation).
         let iat = c.get("iat").and_then(Value::as_i64).unwrap_or(0);
-        let grant = grants::active_by_subject(&state.db, &realm.name, s("client_id"), s("sub")).await?;
-        if grant.is_none_or(|g| g.created_at > iat) {
+        grant = grants::active_by_subject(&state.db, &realm.name, s("client_id"), s("sub")).await?;
+        if grant.as_ref().is_none_or(|g| g.created_at > iat) {
             return Ok(None);
         }
     } else if realm.client(s("client_id")).is_none() {
         return Ok(None);
     }
-    Ok(Some(ValidAccessToken { claims: jwt.claims }))
+    Ok(Some(ValidAccessToken { claims: jwt.claims, grant }))
 }
 
 pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Value> {
@@ -65,9 +68,7 @@ pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Va
             www_authenticate: Some("Bearer error=\"insufficient_scope\", scope=\"openid\"".into()),
         });
     }
-    let grant = grants::active_by_subject(&state.db, &realm.name, at.str("client_id"), at.str("sub"))
-        .await?
-        .ok_or_else(|| Error::invalid_token("the grant was revoked"))?;
+    let grant = at.grant.as_ref().ok_or_else(|| Error::invalid_token("the grant was revoked"))?;
     let attrs = users::attributes(&state.db, &state.secrets, &realm.name, &grant.user_id)
         .await?
         .ok_or_else(|| Error::invalid_token("the account no longer exists"))?;

@@ -34,6 +34,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
+        // A ping before every query is a round trip per query; a connection
+        // idle for a while is still checked, one that just worked is not.
+        .test_before_acquire_if_idle_for(Duration::from_secs(10))
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL lets readers run beside the one writer; the busy timeout
