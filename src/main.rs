@@ -262,6 +262,7 @@ enum ClientCmd {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    fix_malloc_threshold();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -277,6 +278,19 @@ async fn main() -> ExitCode {
             eprintln!("civid: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc raises its mmap threshold after the first large free, so the 19 MiB
+/// Argon2id buffers then come from per-thread heaps and stay resident
+/// (hundreds of MiB after a burst of sign-ins, see docs/PERFORMANCE.md).
+/// Pinning the threshold keeps large buffers in mmap, returned on free.
+fn fix_malloc_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters and is thread-safe
+    // in glibc; it is called once, at start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

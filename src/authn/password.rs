@@ -44,15 +44,47 @@ pub async fn authenticate(state: &AppState, realm: &str, identifier: &str, secre
     })
 }
 
-/// Argon2id takes 19 MiB and ~17 ms of a core per hash. At most one hash per
-/// core runs at once: more only queue for the same cores, and each would hold
-/// its own 19 MiB (which the allocator keeps afterwards).
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+/// Argon2id takes 19 MiB and ~17 ms of a core per hash. Hashes run on a
+/// few dedicated threads, one per core: more would only queue for the same
+/// cores, and every thread that ever hashed keeps its 19 MiB in its malloc
+/// arena (on tokio's blocking pool that grew resident memory to hundreds of
+/// MiB under load).
+type Job = Box<dyn FnOnce() + Send>;
+
+static HASHERS: std::sync::LazyLock<Option<std::sync::mpsc::Sender<Job>>> = std::sync::LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    for i in 0..n {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new().name(format!("civid-hash-{i}")).spawn(move || {
+            loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(p) => p.into_inner().recv(),
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            }
+        });
+        if spawned.is_err() {
+            return None;
+        }
+    }
+    Some(tx)
 });
 
-/// Runs a password hash or verification off the async workers, bounded.
+/// Runs a password hash or verification on the hashing threads.
 pub async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _permit = HASHING.acquire().await.map_err(|e| Error::internal(format!("password hashing: {e}")))?;
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("password hashing: {e}")))
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(f());
+    });
+    match HASHERS.as_ref() {
+        Some(pool) => pool.send(job).map_err(|_| Error::internal("password hashing threads stopped"))?,
+        None => return Err(Error::internal("password hashing threads could not start")),
+    }
+    result.await.map_err(|_| Error::internal("password hashing failed"))
 }
