@@ -224,6 +224,55 @@ async fn main() {
             ms(pct(&lat, 0.99))
         );
     }
+    // What the audit entry adds to a successful sign-in: the sign-in's own
+    // writes (session row, last-sign-in time) with and without the entry,
+    // made concurrently as `http/login.rs` does, at 400 sign-ins/s.
+    let realm = state.realms.get("bench").expect("bench realm");
+    for with_audit in [false, true] {
+        let deadline = Instant::now() + Duration::from_secs(a.secs);
+        let mut tasks = Vec::new();
+        for _ in 0..a.concurrency {
+            let s = state.clone();
+            let realm = realm.clone();
+            let pause = Duration::from_secs_f64(a.concurrency as f64 / 400.0);
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let sid = civid::authn::session::new_id().expect("sid");
+                    let session = civid::authn::session::create(&s, &realm, sid.clone(), "seed-1", vec!["pwd".into()], "L2");
+                    let touch = civid::store::users::touch_login(&s.db, "bench", "seed-1");
+                    if with_audit {
+                        let event = civid::audit::Event::new("bench", "signin.password", "success")
+                            .actor("seed-1")
+                            .detail(serde_json::json!({ "sid": sid }));
+                        let (a, b, ()) = tokio::join!(session, touch, civid::audit::record(&s, event));
+                        a.expect("session");
+                        b.expect("touch");
+                    } else {
+                        let (a, b) = tokio::join!(session, touch);
+                        a.expect("session");
+                        b.expect("touch");
+                    }
+                    lat.push(t.elapsed());
+                    tokio::time::sleep(pause.saturating_sub(t.elapsed())).await;
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.expect("task"));
+        }
+        lat.sort();
+        println!(
+            "| sign-in writes {} the audit entry ({backend}) | {} sign-ins/s | p50 {} ms | p99 {} ms |",
+            if with_audit { "with" } else { "without" },
+            lat.len() as u64 / a.secs.max(1),
+            ms(pct(&lat, 0.5)),
+            ms(pct(&lat, 0.99))
+        );
+    }
     let report = civid::audit::verify::verify(&state.db, &state.secrets.kek, "bench").await.expect("verify");
     println!("audit log verifies: {} entries in {} chains", report.entries, report.chains);
 }
