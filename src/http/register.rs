@@ -44,6 +44,9 @@ pub fn routes() -> Router<SharedState> {
         )
 }
 
+/// Codes one client IP may have sent per hour, whatever the numbers.
+const SMS_PER_IP_HOUR: i64 = 20;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Flow {
     Register,
@@ -92,6 +95,19 @@ fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response
     no_store((status, Html(super::render("register.html", c.loc, ctx))).into_response())
 }
 
+fn phone_aad(c: &TxCtx) -> Vec<u8> {
+    format!("tx phone\0{}\0{}", c.realm.name, c.tx_id).into_bytes()
+}
+
+fn seal_phone(state: &SharedState, c: &TxCtx, phone: &Identifier) -> Result<String, crate::error::Error> {
+    Ok(crate::crypto::random::b64(&state.secrets.sealer.seal(phone.value(), &phone_aad(c))?))
+}
+
+fn open_phone(state: &SharedState, c: &TxCtx) -> Option<Identifier> {
+    let blob = crate::crypto::random::b64_decode(c.tx.registering.as_deref()?).ok()?;
+    Identifier::phone(&state.secrets.sealer.open(&blob, &phone_aad(c)).ok()?)
+}
+
 fn params_tx(q: Option<&str>) -> (Option<String>, Option<String>) {
     let p = query_pairs(q);
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -128,6 +144,32 @@ async fn phone_submit(
             View { flow, step: "phone", phone: &typed, error: Some("register.error.phone"), retry_after: None },
         ));
     };
+    // One client cannot make civid text many numbers (SMS bombing).
+    if let Some(ip) = ip.as_deref() {
+        let sent = state
+            .eph
+            .incr(&format!("rl:sms:ip:{}:{ip}", c.realm.name), 3600)
+            .await
+            .map_err(|e| PageError(e.into(), c.loc))?;
+        if sent > SMS_PER_IP_HOUR {
+            let wait = state
+                .eph
+                .ttl(&format!("rl:sms:ip:{}:{ip}", c.realm.name))
+                .await
+                .map_err(|e| PageError(e.into(), c.loc))?;
+            return Ok(page(
+                &state,
+                &c,
+                View {
+                    flow,
+                    step: "phone",
+                    phone: &typed,
+                    error: Some("register.error.wait"),
+                    retry_after: Some(wait.unwrap_or(3600)),
+                },
+            ));
+        }
+    }
     let started = match flow {
         Flow::Register => registration::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
         Flow::Recover => recovery::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
@@ -142,7 +184,7 @@ async fn phone_submit(
     if let Some(e) = error {
         return Ok(page(&state, &c, View { flow, step: "phone", phone: &typed, error: Some(e), retry_after: retry }));
     }
-    c.tx.registering = Some(phone.value().to_string());
+    c.tx.registering = Some(seal_phone(&state, &c, &phone).map_err(|e| PageError(e, c.loc))?);
     flow::save_tx(&state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
     Ok(no_store(
         Redirect::to(&format!("/realms/{}/{}/verify?tx={}", c.realm.name, flow.name(), c.tx_id)).into_response(),
@@ -158,7 +200,7 @@ async fn verify_page(
 ) -> PageResult {
     let (tx, ui) = params_tx(q.as_deref());
     let c = load_tx(&state, &name, &headers, tx.as_deref(), ui.as_deref()).await?;
-    let Some(phone) = c.tx.registering.clone() else {
+    let Some(phone) = open_phone(&state, &c).map(|p| p.value().to_string()) else {
         return Ok(page(&state, &c, View { flow, step: "phone", phone: "", error: None, retry_after: None }));
     };
     Ok(page(&state, &c, View { flow, step: "verify", phone: &phone, error: None, retry_after: None }))
@@ -174,7 +216,7 @@ async fn verify_submit(
 ) -> PageResult {
     let form = form_pairs(&body);
     let c = submitted(&state, &name, &headers, &form, &format!("{}-verify", flow.name())).await?;
-    let Some(phone) = c.tx.registering.clone().and_then(|p| Identifier::phone(&p)) else {
+    let Some(phone) = open_phone(&state, &c) else {
         return Ok(page(&state, &c, View { flow, step: "phone", phone: "", error: None, retry_after: None }));
     };
     let code = form_get(&form, "code").unwrap_or_default();

@@ -27,7 +27,8 @@ pub struct LoginTx {
     /// Set when the person signed in within this transaction, which
     /// satisfies `prompt=login` and `max_age`.
     pub fresh_session: Option<String>,
-    /// The mobile number being registered in this transaction (E.164).
+    /// The mobile number being proven in this transaction (registration or
+    /// recovery), sealed: the ephemeral store holds no personal data in clear.
     #[serde(default)]
     pub registering: Option<String>,
 }

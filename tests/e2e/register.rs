@@ -243,3 +243,25 @@ async fn a_dormant_account_needs_more_than_an_sms_code() {
     assert!(matches!(outcome, civid::authn::password::Outcome::Success { .. }), "the password is unchanged");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn one_client_cannot_text_many_numbers() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let html = registration_page(&server, &b).await;
+    let url = format!("{}/realms/test/register", server.url);
+    for i in 0..20 {
+        let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", format!("1350000{i:04}"))];
+        let r = b.post(&url).form(&form).send().await.expect("post");
+        assert_eq!(r.status(), 303, "number {i}");
+    }
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "13500009999".to_string())];
+    let r = b.post(&url).form(&form).send().await.expect("post");
+    assert_eq!(r.status(), 429, "the 21st number in an hour from one client");
+    assert_eq!(server.state.sms.outbox_messages().len(), 20);
+    // The number in the transaction is sealed, not in clear, in the ephemeral store.
+    let key = format!("tx:test:{}", hidden(&html, "tx"));
+    let stored = server.state.eph.get(&key).await.expect("get").expect("tx");
+    assert!(!stored.contains("+86135"), "{stored}");
+    server.stop().await;
+}
