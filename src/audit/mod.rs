@@ -114,7 +114,19 @@ fn new_chain_id() -> String {
     format!("{stamp}-{}", random::token(6).unwrap_or_else(|_| "node".into()))
 }
 
-type Job = (EventRow, oneshot::Sender<bool>);
+/// A change a request commits together with its audit entry.
+pub type Change = Box<
+    dyn for<'c> FnOnce(
+            &'c sea_orm::DatabaseTransaction,
+        ) -> futures_util::future::BoxFuture<'c, Result<(), sea_orm::DbErr>>
+        + Send,
+>;
+
+struct Job {
+    row: EventRow,
+    change: Option<Change>,
+    ack: oneshot::Sender<bool>,
+}
 
 /// The group-commit writer of one node.
 pub struct AuditWriter {
@@ -128,23 +140,16 @@ impl AuditWriter {
             let mut chains = Chains::new();
             let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut jobs, BATCH).await > 0 {
-                let (mut rows, acks): (Vec<EventRow>, Vec<oneshot::Sender<bool>>) = jobs.drain(..).unzip();
-                for row in rows.iter_mut() {
-                    chains.link(row);
-                }
-                let n = rows.len();
-                let ok = match table::append_many(&db, rows).await {
-                    Ok(()) => true,
+                let batch: Vec<Job> = jobs.drain(..).collect();
+                let n = batch.len();
+                match write_batch(&db, &mut chains, batch).await {
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::error!(entries = n, "audit entries not written: {e}");
                         // Whether they were is unknown: continue on a new
                         // chain rather than risk a fork or a gap in this one.
                         chains = Chains::new();
-                        false
                     }
-                };
-                for ack in acks {
-                    let _ = ack.send(ok);
                 }
             }
         });
@@ -152,15 +157,79 @@ impl AuditWriter {
     }
 }
 
+/// One transaction for a batch: each request's change (in a savepoint, so
+/// one failing change fails only its request), then the audit entries of
+/// the requests whose change held, linked into the chain, then one commit.
+async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut acks = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for job in batch {
+        let held = match job.change {
+            None => true,
+            Some(change) => {
+                let sp = txn.begin().await?;
+                match change(&sp).await {
+                    Ok(()) => sp.commit().await.is_ok(),
+                    Err(e) => {
+                        tracing::warn!("a change with its audit entry failed: {e}");
+                        let _ = sp.rollback().await;
+                        false
+                    }
+                }
+            }
+        };
+        if held {
+            rows.push(job.row);
+            acks.push(job.ack);
+        } else {
+            refused.push(job.ack);
+        }
+    }
+    let saved = chains.heads.clone();
+    for row in rows.iter_mut() {
+        chains.link(row);
+    }
+    let result = async {
+        table::append_many(&txn, rows).await?;
+        txn.commit().await
+    }
+    .await;
+    let ok = result.is_ok();
+    if !ok {
+        chains.heads = saved;
+    }
+    for ack in acks {
+        let _ = ack.send(ok);
+    }
+    for ack in refused {
+        let _ = ack.send(false);
+    }
+    result
+}
+
 /// Appends an event and waits until it is committed. A failure to write is
 /// logged loudly; the request it describes has already been decided.
 pub async fn record(state: &AppState, e: Event<'_>) {
     let (ack, done) = oneshot::channel();
-    match state.audit.tx.send((e.row(), ack)).await {
+    match state.audit.tx.send(Job { row: e.row(), change: None, ack }).await {
         Ok(()) => {
             let _ = done.await;
         }
-        Err(mpsc::error::SendError((row, _))) => write_alone(&state.db, row).await,
+        Err(mpsc::error::SendError(job)) => write_alone(&state.db, job.row).await,
+    }
+}
+
+/// Commits `change` and its audit entry in one transaction, shared with the
+/// other requests of the batch: the audit costs the request no commit of its
+/// own. Returns whether both were committed.
+pub async fn commit_with(state: &AppState, e: Event<'_>, change: Change) -> bool {
+    let (ack, done) = oneshot::channel();
+    match state.audit.tx.send(Job { row: e.row(), change: Some(change), ack }).await {
+        Ok(()) => done.await.unwrap_or(false),
+        Err(_) => false,
     }
 }
 

@@ -60,23 +60,23 @@ pub fn new_id() -> Result<String> {
     Ok(random::token(16)?)
 }
 
-/// Starts a session after a successful sign-in; returns the cookie value.
-pub async fn create(
-    state: &AppState,
+/// A new session, not yet stored: the cookie value and the row. The caller
+/// commits the row (with its audit entry, `audit::commit_with`) and then
+/// calls `started`.
+pub fn prepare(
     realm: &Realm,
     id: String,
     user_id: &str,
     amr: Vec<String>,
     acr: &str,
-) -> Result<(String, SsoSession)> {
+) -> Result<(String, sessions::SessionRecord)> {
     let token = random::token(32)?;
-    let token_hash = random::sha256_b64(token.as_bytes());
     let t = now();
     let rec = sessions::SessionRecord {
         id,
         realm: realm.name.clone(),
         user_id: user_id.to_string(),
-        token_hash: token_hash.clone(),
+        token_hash: random::sha256_b64(token.as_bytes()),
         auth_time: t,
         amr: serde_json::to_string(&amr).unwrap_or_else(|_| "[]".into()),
         acr: acr.to_string(),
@@ -87,10 +87,31 @@ pub async fn create(
         ended_at: None,
         end_reason: None,
     };
-    sessions::insert(&state.db, rec.clone()).await?;
+    Ok((token, rec))
+}
+
+/// After the row of `prepare` is committed: caches it and returns the session.
+pub async fn started(state: &AppState, rec: sessions::SessionRecord) -> SsoSession {
+    let token_hash = rec.token_hash.clone();
+    let realm = rec.realm.clone();
     let s = from_record(rec);
-    cache(state, &realm.name, &token_hash, &s).await;
-    Ok((token, s))
+    cache(state, &realm, &token_hash, &s).await;
+    s
+}
+
+/// Starts a session and stores it at once (sign-ins without an audit
+/// entry of their own to share the commit with).
+pub async fn create(
+    state: &AppState,
+    realm: &Realm,
+    id: String,
+    user_id: &str,
+    amr: Vec<String>,
+    acr: &str,
+) -> Result<(String, SsoSession)> {
+    let (token, rec) = prepare(realm, id, user_id, amr, acr)?;
+    sessions::insert(&state.db, rec.clone()).await?;
+    Ok((token, started(state, rec).await))
 }
 
 async fn cache(state: &AppState, realm: &str, token_hash: &str, s: &SsoSession) {

@@ -315,13 +315,25 @@ pub(super) async fn signed_in(
         .client(&c.tx.request.client_id)
         .ip(ip)
         .detail(serde_json::json!({ "sid": sid }));
-    let (created, touched, ()) = tokio::join!(
-        session::create(state, &r, sid.clone(), user_id, vec![amr.to_string()], "L2"),
-        crate::store::users::touch_login(&state.db, &r.name, user_id),
-        audit::record(state, event),
-    );
-    let (cookie, sess) = created.map_err(|e| PageError(e, c.loc))?;
-    touched.map_err(|e| PageError(e.into(), c.loc))?;
+    let (cookie, rec) =
+        session::prepare(&r, sid, user_id, vec![amr.to_string()], "L2").map_err(|e| PageError(e, c.loc))?;
+    // The session row, the last-sign-in time and the audit entry commit
+    // together, in the audit writer's shared transaction: the audit costs
+    // the sign-in no commit of its own.
+    let (row, realm_name, uid) = (rec.clone(), r.name.clone(), user_id.to_string());
+    let change: audit::Change = Box::new(move |txn| {
+        Box::pin(async move {
+            crate::store::sessions::insert(txn, row).await?;
+            crate::store::users::touch_login(txn, &realm_name, &uid).await
+        })
+    });
+    if !audit::commit_with(state, event, change).await {
+        return Err(PageError(
+            crate::error::Error::Db(sea_orm::DbErr::Custom("the sign-in could not be stored".into())),
+            c.loc,
+        ));
+    }
+    let sess = session::started(state, rec).await;
     c.tx.fresh_session = Some(sess.id.clone());
     let token_hash = random::sha256_b64(cookie.as_bytes());
     let next = flow::proceed(state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
