@@ -140,7 +140,7 @@ impl AuditWriter {
             let mut chains = Chains::new();
             let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut jobs, BATCH).await > 0 {
-                let batch: Vec<Job> = jobs.drain(..).collect();
+                let batch = std::mem::replace(&mut jobs, Vec::with_capacity(BATCH));
                 let n = batch.len();
                 match write_batch(&db, &mut chains, batch).await {
                     Ok(()) => {}
