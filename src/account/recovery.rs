@@ -5,10 +5,8 @@
 //! unused for over six months (nor, once they exist, one with a passkey or
 //! TOTP): that needs a second proof.
 use crate::account::identifiers::Identifier;
-use crate::account::registration::{Completed, Started};
-use crate::account::senders::{Channel, Message};
+use crate::account::registration::{Completed, Started, code_ok, new_code, text};
 use crate::audit::{self, Event};
-use crate::authn::otp::{self, Check, Issue, Target};
 use crate::authn::session;
 use crate::crypto::password;
 use crate::error::Result;
@@ -19,10 +17,6 @@ use crate::web::{self, Locale};
 /// Unused this long, an account needs more than an SMS code.
 pub const DORMANT_SECS: i64 = 183 * 86_400;
 
-fn target(state: &AppState, realm: &str, phone: &Identifier) -> Target {
-    Target::new(realm, "recover", &phone.blind_index(&state.secrets.sealer))
-}
-
 pub async fn start(
     state: &AppState,
     realm: &str,
@@ -30,10 +24,9 @@ pub async fn start(
     locale: Locale,
     ip: Option<&str>,
 ) -> Result<Started> {
-    let code = match otp::issue(state, &target(state, realm, phone)).await? {
-        Issue::Code(c) => c,
-        Issue::TooSoon(n) => return Ok(Started::TooSoon(n)),
-        Issue::DailyLimit => return Ok(Started::DailyLimit),
+    let code = match new_code(state, realm, "recover", phone).await? {
+        Ok(c) => c,
+        Err(refused) => return Ok(refused),
     };
     let index = phone.blind_index(&state.secrets.sealer);
     if !user_store::identifier_exists(&state.db, realm, phone.kind(), &index).await? {
@@ -41,16 +34,7 @@ pub async fn start(
         return Ok(Started::Sent);
     }
     let body = web::text(locale, "sms.recover", &[("code", &code)]);
-    let sent = state
-        .sms
-        .send(Message { channel: Channel::Sms, to: phone.value().to_string(), subject: String::new(), body })
-        .await;
-    audit::record(
-        state,
-        Event::new(realm, "recovery.code_sent", if sent.is_ok() { "success" } else { "failure" }).ip(ip),
-    )
-    .await;
-    Ok(if sent.is_ok() { Started::Sent } else { Started::SendFailed })
+    Ok(text(state, realm, phone, body, "recovery.code_sent", ip).await)
 }
 
 pub async fn complete(
@@ -65,7 +49,7 @@ pub async fn complete(
     if let Some(weak) = super::registration::password_problem(phone, new_password, repeated) {
         return Ok(weak);
     }
-    if otp::check(state, &target(state, realm, phone), code).await? != Check::Valid {
+    if !code_ok(state, realm, "recover", phone, code).await? {
         audit::record(
             state,
             Event::new(realm, "recovery", "failure").ip(ip).detail(serde_json::json!({ "reason": "code" })),

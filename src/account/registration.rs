@@ -43,8 +43,49 @@ pub fn password_problem(phone: &Identifier, password: &str, repeated: &str) -> O
     None
 }
 
-fn target(state: &AppState, realm: &str, phone: &Identifier) -> Target {
-    Target::new(realm, "register", &phone.blind_index(&state.secrets.sealer))
+fn target(state: &AppState, realm: &str, purpose: &str, phone: &Identifier) -> Target {
+    Target::new(realm, purpose, &phone.blind_index(&state.secrets.sealer))
+}
+
+/// A fresh code for `purpose` to `phone`, or why none may be sent now.
+pub(super) async fn new_code(
+    state: &AppState,
+    realm: &str,
+    purpose: &str,
+    phone: &Identifier,
+) -> Result<Result<String, Started>> {
+    Ok(match otp::issue(state, &target(state, realm, purpose, phone)).await? {
+        Issue::Code(c) => Ok(c),
+        Issue::TooSoon(n) => Err(Started::TooSoon(n)),
+        Issue::DailyLimit => Err(Started::DailyLimit),
+    })
+}
+
+/// Sends an SMS and audits that it was (or could not be) sent.
+pub(super) async fn text(
+    state: &AppState,
+    realm: &str,
+    phone: &Identifier,
+    body: String,
+    kind: &'static str,
+    ip: Option<&str>,
+) -> Started {
+    let message = Message { channel: Channel::Sms, to: phone.value().to_string(), subject: String::new(), body };
+    let sent = state.sms.send(message).await;
+    let outcome = if sent.is_ok() { "success" } else { "failure" };
+    audit::record(state, Event::new(realm, kind, outcome).ip(ip).detail(serde_json::json!({ "channel": "sms" }))).await;
+    if sent.is_ok() { Started::Sent } else { Started::SendFailed }
+}
+
+/// Checks a code sent for `purpose`.
+pub(super) async fn code_ok(
+    state: &AppState,
+    realm: &str,
+    purpose: &str,
+    phone: &Identifier,
+    code: &str,
+) -> Result<bool> {
+    Ok(otp::check(state, &target(state, realm, purpose, phone), code).await? == Check::Valid)
 }
 
 /// Sends a registration code (or, for a registered number, a notice).
@@ -55,31 +96,17 @@ pub async fn start(
     locale: Locale,
     ip: Option<&str>,
 ) -> Result<Started> {
-    let code = match otp::issue(state, &target(state, realm, phone)).await? {
-        Issue::Code(c) => c,
-        Issue::TooSoon(n) => return Ok(Started::TooSoon(n)),
-        Issue::DailyLimit => return Ok(Started::DailyLimit),
+    let code = match new_code(state, realm, "register", phone).await? {
+        Ok(c) => c,
+        Err(refused) => return Ok(refused),
     };
-    let exists =
-        user_store::identifier_exists(&state.db, realm, phone.kind(), &phone.blind_index(&state.secrets.sealer))
-            .await?;
-    let body = if exists {
+    let index = phone.blind_index(&state.secrets.sealer);
+    let body = if user_store::identifier_exists(&state.db, realm, phone.kind(), &index).await? {
         web::text(locale, "sms.register_exists", &[])
     } else {
         web::text(locale, "sms.register", &[("code", &code)])
     };
-    let sent = state
-        .sms
-        .send(Message { channel: Channel::Sms, to: phone.value().to_string(), subject: String::new(), body })
-        .await;
-    audit::record(
-        state,
-        Event::new(realm, "registration.code_sent", if sent.is_ok() { "success" } else { "failure" })
-            .ip(ip)
-            .detail(serde_json::json!({ "channel": "sms" })),
-    )
-    .await;
-    Ok(if sent.is_ok() { Started::Sent } else { Started::SendFailed })
+    Ok(text(state, realm, phone, body, "registration.code_sent", ip).await)
 }
 
 /// Checks the code and password and creates the account.
@@ -95,9 +122,9 @@ pub async fn complete(
     if let Some(problem) = password_problem(phone, password, repeated) {
         return Ok(problem);
     }
-    match otp::check(state, &target(state, realm, phone), code).await? {
-        Check::Valid => {}
-        Check::Wrong(_) | Check::NoCode => {
+    match code_ok(state, realm, "register", phone, code).await? {
+        true => {}
+        false => {
             audit::record(
                 state,
                 Event::new(realm, "registration", "failure").ip(ip).detail(serde_json::json!({ "reason": "code" })),
