@@ -52,8 +52,11 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-pub fn signin(method: &'static str, outcome: &'static str) {
-    metrics::counter!("civid_signins_total", "method" => method, "outcome" => outcome).increment(1);
+/// A sign-in attempt, by method, outcome and portal (portals number in the
+/// hundreds, a bounded label set).
+pub fn signin(method: &'static str, outcome: &'static str, client: &str) {
+    metrics::counter!("civid_signins_total", "method" => method, "outcome" => outcome, "client" => client.to_string())
+        .increment(1);
 }
 
 pub fn token_issued(grant: &'static str) {

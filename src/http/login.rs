@@ -255,7 +255,7 @@ async fn login_submit(
     let account_key = Identifier::parse(&identifier).map(|i| i.blind_index(&state.secrets.sealer));
     let attempt = limits::Attempt::new(&r.name, &identifier, account_key, ip.as_deref());
     if let Some(wait) = limits::locked(&state, &attempt).await.map_err(|e| PageError(e, c.loc))? {
-        crate::metrics::signin("pwd", "locked");
+        crate::metrics::signin("pwd", "locked", &client_id);
         audit::record(
             &state,
             audit::Event::new(&r.name, "signin.password", "failure")
@@ -270,7 +270,7 @@ async fn login_submit(
         password::authenticate(&state, &r.name, &identifier, secret).await.map_err(|e| PageError(e, c.loc))?;
     let user_id = match outcome {
         Outcome::Failure { reason, user_id } => {
-            crate::metrics::signin("pwd", "failure");
+            crate::metrics::signin("pwd", "failure", &client_id);
             let lock = limits::failed(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
             let mut ev = audit::Event::new(&r.name, "signin.password", "failure")
                 .client(&client_id)
@@ -286,7 +286,7 @@ async fn login_submit(
             });
         }
         Outcome::Success { user_id } => {
-            crate::metrics::signin("pwd", "success");
+            crate::metrics::signin("pwd", "success", &client_id);
             limits::succeeded(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
             user_id
         }

@@ -246,7 +246,7 @@ async fn statistics_and_metrics_count_what_happened() {
 
     let m = reqwest::get(format!("{}/metrics", server.admin_url)).await.expect("metrics").text().await.expect("text");
     assert!(m.contains("civid_http_request_duration_seconds_bucket"), "{m}");
-    assert!(m.contains("civid_signins_total{method=\"pwd\",outcome=\"success\"}"), "{m}");
+    assert!(m.contains("civid_signins_total{method=\"pwd\",outcome=\"success\",client=\"portal-b\"}"), "{m}");
     assert!(m.contains("civid_db_pool_connections"), "{m}");
     assert!(m.contains("civid_accounts{realm=\"test\"}"), "{m}");
     assert!(m.contains("civid_ephemeral_store_up 1"), "{m}");
