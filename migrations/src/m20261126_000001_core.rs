@@ -175,6 +175,9 @@ impl MigrationTrait for Migration {
                 .col(big_integer("expires_at"))
                 .col(big_integer_null("rotated_at"))
                 .col(big_integer_null("revoked_at"))
+                // The access token issued with it, denied if the family is revoked.
+                .col(string_null("access_jti"))
+                .col(big_integer_null("access_exp"))
                 .to_owned(),
         )
         .await?;

@@ -155,7 +155,7 @@ pub async fn revoke(state: &AppState, realm: &Realm, caller: &Client, token: &st
         if let Some(g) = grants::get(&state.db, &realm.name, &r.grant_id).await?
             && g.client_id == caller.client_id
         {
-            grants::revoke_family(&state.db, &realm.name, &r.family_id).await?;
+            tokens::revoke_family(state, &realm.name, &r.family_id).await?;
             return Ok(Some("refresh_token"));
         }
         return Ok(None);

@@ -144,12 +144,11 @@ async fn replayed_or_unknown(state: &AppState, realm: &Realm, key: &str, client:
         Err(e) => return e.into(),
     };
     if let Some(m) = used.and_then(|j| serde_json::from_str::<Redeemed>(&j).ok()) {
-        let revoked = grants::revoke_family(&state.db, &realm.name, &m.family_id).await;
+        // The family's tokens, and the first access token even when no
+        // refresh token was issued with it.
+        let revoked = tokens::revoke_family(state, &realm.name, &m.family_id).await;
         let denied = if m.jti.is_empty() { Ok(()) } else { tokens::deny_jti(state, &realm.name, &m.jti, m.exp).await };
-        if let Err(e) = revoked {
-            return e.into();
-        }
-        if let Err(e) = denied {
+        if let Err(e) = revoked.and(denied) {
             return e;
         }
         audit::record(
@@ -188,7 +187,10 @@ async fn issue(
         obj.insert("id_token".into(), json!(tokens::id_token(realm, client, ctx, nonce, &at.token)?));
     }
     if client.settings.allows_grant("refresh_token") {
-        obj.insert("refresh_token".into(), json!(tokens::refresh_token(state, realm, family_id, scope, ctx).await?));
+        obj.insert(
+            "refresh_token".into(),
+            json!(tokens::refresh_token(state, realm, family_id, scope, ctx, &at).await?),
+        );
     }
     Ok((body, at))
 }

@@ -118,6 +118,7 @@ pub async fn refresh_token(
     family_id: &str,
     scope: &str,
     ctx: &AuthContext,
+    issued_with: &AccessToken,
 ) -> Result<String> {
     let token = random::token(32)?;
     let offline = super::has_scope(scope, "offline_access");
@@ -143,10 +144,24 @@ pub async fn refresh_token(
             expires_at: t + ttl as i64,
             rotated_at: None,
             revoked_at: None,
+            access_jti: Some(issued_with.jti.clone()),
+            access_exp: Some(issued_with.exp),
         },
     )
     .await?;
     Ok(token)
+}
+
+/// Revokes a family of refresh tokens and the access tokens issued with them
+/// (RFC 7009 2.1: revoking a refresh token invalidates the access tokens of
+/// the same grant it produced).
+pub async fn revoke_family(state: &AppState, realm: &str, family_id: &str) -> Result<()> {
+    let live = grants::family_access_tokens(&state.db, realm, family_id).await?;
+    grants::revoke_family(&state.db, realm, family_id).await?;
+    for (jti, exp) in live {
+        deny_jti(state, realm, &jti, exp).await?;
+    }
+    Ok(())
 }
 
 /// Access tokens revoked before they expire (code replay, RFC 7009).

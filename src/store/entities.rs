@@ -172,6 +172,8 @@ pub mod refresh_token {
         pub expires_at: i64,
         pub rotated_at: Option<i64>,
         pub revoked_at: Option<i64>,
+        pub access_jti: Option<String>,
+        pub access_exp: Option<i64>,
     }
     no_relations!();
 }

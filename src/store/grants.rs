@@ -109,6 +109,8 @@ pub async fn insert_refresh<C: ConnectionTrait>(db: &C, r: RefreshRecord) -> Res
         expires_at: Set(r.expires_at),
         rotated_at: Set(None),
         revoked_at: Set(None),
+        access_jti: Set(r.access_jti),
+        access_exp: Set(r.access_exp),
     }
     .insert(db)
     .await
@@ -163,4 +165,21 @@ pub async fn revoke_session_tokens<C: ConnectionTrait>(db: &C, realm: &str, sess
         .exec(db)
         .await?;
     Ok(r.rows_affected)
+}
+
+/// The access tokens issued with a family's refresh tokens that are still live.
+pub async fn family_access_tokens<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    family_id: &str,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    Ok(refresh_token::Entity::find()
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::AccessExp.gt(now()))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.access_jti?, r.access_exp?)))
+        .collect())
 }

@@ -238,3 +238,40 @@ async fn native_app_with_loopback_redirect_on_any_port() {
     assert!(!claims.subject().as_str().is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn revoking_a_refresh_token_also_stops_its_access_tokens() {
+    let server = TestServer::start().await;
+    server.user("test", "revoker", "correct horse battery").await;
+    let rp = relying_party(&server, "test", "portal-a", Some("secret-a"), "https://a.example.test/cb").await;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let callback = sign_in(&browser(), url.as_str(), "revoker", "correct horse battery").await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&callback, "code").expect("code")))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let at = tokens.access_token().secret().clone();
+    let rt = tokens.refresh_token().expect("refresh token").secret().clone();
+    let userinfo = |token: String| {
+        let url = format!("{}/userinfo", server.issuer("test"));
+        async move { reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("userinfo").status() }
+    };
+    assert_eq!(userinfo(at.clone()).await, 200);
+    let r = reqwest::Client::new()
+        .post(format!("{}/revoke", server.issuer("test")))
+        .basic_auth("portal-a", Some("secret-a"))
+        .form(&[("token", rt.as_str()), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), 200);
+    assert_eq!(userinfo(at).await, 401, "the access token issued with the refresh token is revoked too (RFC 7009 2.1)");
+    server.stop().await;
+}
