@@ -48,7 +48,7 @@ fn target(state: &AppState, realm: &str, purpose: &str, phone: &Identifier) -> T
 }
 
 /// A fresh code for `purpose` to `phone`, or why none may be sent now.
-pub(super) async fn new_code(
+pub(crate) async fn new_code(
     state: &AppState,
     realm: &str,
     purpose: &str,
@@ -62,7 +62,7 @@ pub(super) async fn new_code(
 }
 
 /// Sends an SMS and audits that it was (or could not be) sent.
-pub(super) async fn text(
+pub(crate) async fn text(
     state: &AppState,
     realm: &str,
     phone: &Identifier,
@@ -78,7 +78,7 @@ pub(super) async fn text(
 }
 
 /// Checks a code sent for `purpose`.
-pub(super) async fn code_ok(
+pub(crate) async fn code_ok(
     state: &AppState,
     realm: &str,
     purpose: &str,

@@ -3,3 +3,4 @@ pub mod limits;
 pub mod otp;
 pub mod password;
 pub mod session;
+pub mod sms;

@@ -190,6 +190,7 @@ fn login_page_with(
         retry_after => retry_after,
         register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
         recover_url => format!("/realms/{}/recover?tx={}", c.realm.name, c.tx_id),
+        sms_url => format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id),
         switch_url => switch_url(&path, &c.tx_id, c.loc),
     };
     let status =

@@ -17,6 +17,7 @@ use super::{ClientIp, PageError, form_pairs, query_pairs};
 use crate::account::identifiers::Identifier;
 use crate::account::recovery;
 use crate::account::registration::{self, Completed, Started};
+use crate::authn::sms;
 use crate::oidc::flow;
 use crate::state::SharedState;
 
@@ -31,6 +32,16 @@ pub fn routes() -> Router<SharedState> {
             "/realms/{realm}/register/verify",
             get(|s, p, q, h| verify_page(Flow::Register, s, p, q, h))
                 .post(|s, p, i, h, b| verify_submit(Flow::Register, s, p, i, h, b)),
+        )
+        .route(
+            "/realms/{realm}/smslogin",
+            get(|s, p, q, h| phone_page(Flow::SmsLogin, s, p, q, h))
+                .post(|s, p, i, h, b| phone_submit(Flow::SmsLogin, s, p, i, h, b)),
+        )
+        .route(
+            "/realms/{realm}/smslogin/verify",
+            get(|s, p, q, h| verify_page(Flow::SmsLogin, s, p, q, h))
+                .post(|s, p, i, h, b| verify_submit(Flow::SmsLogin, s, p, i, h, b)),
         )
         .route(
             "/realms/{realm}/recover",
@@ -51,6 +62,7 @@ const SMS_PER_IP_HOUR: i64 = 20;
 enum Flow {
     Register,
     Recover,
+    SmsLogin,
 }
 
 impl Flow {
@@ -58,6 +70,7 @@ impl Flow {
         match self {
             Flow::Register => "register",
             Flow::Recover => "recover",
+            Flow::SmsLogin => "smslogin",
         }
     }
 }
@@ -173,6 +186,7 @@ async fn phone_submit(
     let started = match flow {
         Flow::Register => registration::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
         Flow::Recover => recovery::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
+        Flow::SmsLogin => sms::start(&state, &c.realm.name, &phone, c.loc, ip.as_deref()).await,
     }
     .map_err(|e| PageError(e, c.loc))?;
     let (error, retry) = match started {
@@ -225,13 +239,19 @@ async fn verify_submit(
     let done = match flow {
         Flow::Register => registration::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref()).await,
         Flow::Recover => recovery::complete(&state, &c.realm.name, &phone, code, pw, pw2, ip.as_deref()).await,
+        Flow::SmsLogin => sms::complete(&state, &c.realm.name, &phone, code, ip.as_deref()).await,
     }
     .map_err(|e| PageError(e, c.loc))?;
     let error = match done {
         Completed::Created(user_id) => {
-            let kind = if flow == Flow::Register { "signin.registration" } else { "signin.recovery" };
+            let kind = match flow {
+                Flow::Register => "signin.registration",
+                Flow::Recover => "signin.recovery",
+                Flow::SmsLogin => "signin.sms",
+            };
             return signed_in(&state, c, &user_id, ip.as_deref(), kind, "sms").await;
         }
+        Completed::SecondProof if flow == Flow::SmsLogin => "smslogin.error.second_proof",
         Completed::SecondProof => "recover.error.second_proof",
         Completed::BadCode => "register.error.code",
         Completed::BadPassword => "register.error.password",

@@ -265,3 +265,69 @@ async fn one_client_cannot_text_many_numbers() {
     assert!(!stored.contains("+86135"), "{stored}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sign_in_with_an_sms_code_but_not_to_a_dormant_account() {
+    let server = TestServer::start().await;
+    use civid::account::identifiers::Identifier;
+    use civid::account::users::{NewUser, create};
+    let mut ids = Vec::new();
+    for phone in ["13411112222", "13433334444"] {
+        let new = NewUser {
+            identifiers: vec![Identifier::phone(phone).expect("phone")],
+            password: None,
+            profile: Default::default(),
+        };
+        ids.push(create(&server.state.db, &server.state.secrets, "test", new).await.expect("user"));
+    }
+    civid::store::users::touch_login(&server.state.db, "test", &ids[0]).await.expect("recently used");
+    let long_ago = civid::store::now() - 200 * 86_400;
+    use sea_orm::ConnectionTrait;
+    server
+        .state
+        .db
+        .execute_unprepared(&format!("UPDATE users SET created_at = {long_ago} WHERE id = '{}'", ids[1]))
+        .await
+        .expect("age");
+
+    for (phone, dormant) in [("13411112222", false), ("13433334444", true)] {
+        let b = browser();
+        let html = registration_page(&server, &b).await;
+        let tx = hidden(&html, "tx");
+        let page = b
+            .get(format!("{}/realms/test/smslogin?tx={tx}", server.url))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html");
+        assert!(!page.contains("name=\"password\""), "no password on the SMS sign-in");
+        let form = [("csrf", hidden(&page, "csrf")), ("tx", tx), ("phone", phone.to_string())];
+        let resp = b.post(format!("{}/realms/test/smslogin", server.url)).form(&form).send().await.expect("post");
+        assert_eq!(resp.status(), 303);
+        let verify = b
+            .get(format!("{}{}", server.url, location(&resp)))
+            .send()
+            .await
+            .expect("verify")
+            .text()
+            .await
+            .expect("html");
+        let code: String = last_sms(&server).body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+        let form = [("csrf", hidden(&verify, "csrf")), ("tx", hidden(&verify, "tx")), ("code", code)];
+        let done =
+            b.post(format!("{}/realms/test/smslogin/verify", server.url)).form(&form).send().await.expect("post");
+        if dormant {
+            assert_eq!(done.status(), 200);
+            assert!(done.text().await.expect("html").contains("长期未使用"), "a recycled number cannot sign in");
+        } else {
+            assert_eq!(done.status(), 303);
+            assert!(location(&done).starts_with("https://b.example.test/cb?code="), "{}", location(&done));
+            let events =
+                civid::store::audit::list(&server.state.db, "test", Some("signin.sms"), 5).await.expect("audit");
+            assert!(events.iter().any(|e| e.outcome == "success" && e.actor.as_deref() == Some(ids[0].as_str())));
+        }
+    }
+    server.stop().await;
+}
