@@ -88,6 +88,7 @@ async fn template() -> &'static Template {
                     let name = format!("civid_tpl_{}", std::process::id());
                     let admin = pg_admin(&base, &admin_db).await;
                     use sea_orm::ConnectionTrait;
+                    sweep_old_databases(&admin).await;
                     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop template");
                     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create template");
                     admin.close().await.ok();
@@ -105,6 +106,28 @@ async fn template() -> &'static Template {
             }
         })
         .await
+}
+
+/// Drops the databases earlier test runs left behind. One still in use (by
+/// a test process running now) refuses to drop, and is left alone.
+async fn sweep_old_databases(admin: &sea_orm::DatabaseConnection) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let mine = format!("_{}_", std::process::id());
+    let Ok(rows) = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'civid_t\\_%' OR datname LIKE 'civid_tpl\\_%'",
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else { continue };
+        if !name.contains(&mine) && !name.ends_with(&format!("_{}", std::process::id())) {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\"")).await;
+        }
+    }
 }
 
 /// A fresh database cloned from the template; returns its URL and a guard.
