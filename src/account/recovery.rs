@@ -24,7 +24,23 @@ pub async fn start(
     locale: Locale,
     ip: Option<&str>,
 ) -> Result<Started> {
-    let code = match new_code(state, realm, "recover", phone).await? {
+    code_to_holder(state, realm, "recover", phone, locale, "sms.recover", "recovery.code_sent", ip).await
+}
+
+/// Sends a code for `purpose` only if `phone` belongs to an account; for an
+/// unknown number nothing is sent and the answer is the same.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn code_to_holder(
+    state: &AppState,
+    realm: &str,
+    purpose: &str,
+    phone: &Identifier,
+    locale: Locale,
+    message_key: &str,
+    audit_kind: &'static str,
+    ip: Option<&str>,
+) -> Result<Started> {
+    let code = match new_code(state, realm, purpose, phone).await? {
         Ok(c) => c,
         Err(refused) => return Ok(refused),
     };
@@ -33,8 +49,42 @@ pub async fn start(
         // Nothing to send, and nothing to tell: the page reads the same.
         return Ok(Started::Sent);
     }
-    let body = web::text(locale, "sms.recover", &[("code", &code)]);
-    Ok(text(state, realm, phone, body, "recovery.code_sent", ip).await)
+    let body = web::text(locale, message_key, &[("code", &code)]);
+    Ok(text(state, realm, phone, body, audit_kind, ip).await)
+}
+
+/// The active, recently used account whose number a code for `purpose`
+/// proved; otherwise what to answer (a wrong code, or a second proof needed
+/// for a dormant or disabled account), audited under `audit_kind`.
+pub(crate) async fn proven_holder(
+    state: &AppState,
+    realm: &str,
+    purpose: &str,
+    phone: &Identifier,
+    code: &str,
+    audit_kind: &'static str,
+    ip: Option<&str>,
+) -> Result<std::result::Result<user_store::UserRecord, Completed>> {
+    if !code_ok(state, realm, purpose, phone, code).await? {
+        let e = Event::new(realm, audit_kind, "failure").ip(ip).detail(serde_json::json!({ "reason": "code" }));
+        audit::record(state, e).await;
+        return Ok(Err(Completed::BadCode));
+    }
+    let index = phone.blind_index(&state.secrets.sealer);
+    let Some(user) = user_store::find_by_identifier(&state.db, realm, phone.kind(), &index).await? else {
+        return Ok(Err(Completed::BadCode));
+    };
+    let last_used = user.last_login_at.unwrap_or(user.created_at);
+    if now() - last_used > DORMANT_SECS || user.status != "active" {
+        let reason = if user.status != "active" { "account_disabled" } else { "second_proof_needed" };
+        let e = Event::new(realm, audit_kind, "failure")
+            .actor(&user.id)
+            .ip(ip)
+            .detail(serde_json::json!({ "reason": reason }));
+        audit::record(state, e).await;
+        return Ok(Err(Completed::SecondProof));
+    }
+    Ok(Ok(user))
 }
 
 pub async fn complete(
@@ -49,30 +99,10 @@ pub async fn complete(
     if let Some(weak) = super::registration::password_problem(phone, new_password, repeated) {
         return Ok(weak);
     }
-    if !code_ok(state, realm, "recover", phone, code).await? {
-        audit::record(
-            state,
-            Event::new(realm, "recovery", "failure").ip(ip).detail(serde_json::json!({ "reason": "code" })),
-        )
-        .await;
-        return Ok(Completed::BadCode);
-    }
-    let index = phone.blind_index(&state.secrets.sealer);
-    let Some(user) = user_store::find_by_identifier(&state.db, realm, phone.kind(), &index).await? else {
-        return Ok(Completed::BadCode);
+    let user = match proven_holder(state, realm, "recover", phone, code, "recovery", ip).await? {
+        Ok(u) => u,
+        Err(answer) => return Ok(answer),
     };
-    let last_used = user.last_login_at.unwrap_or(user.created_at);
-    if now() - last_used > DORMANT_SECS || user.status != "active" {
-        audit::record(
-            state,
-            Event::new(realm, "recovery", "failure")
-                .actor(&user.id)
-                .ip(ip)
-                .detail(serde_json::json!({ "reason": "second_proof_needed" })),
-        )
-        .await;
-        return Ok(Completed::SecondProof);
-    }
     let pw = new_password.to_string();
     let hash = crate::authn::password::hashing(move || password::hash(&pw)).await??;
     user_store::set_password(&state.db, realm, &user.id, Some(hash)).await?;
