@@ -86,6 +86,8 @@ pub fn prepare(
         expires_at: t + realm.settings.session.absolute_secs as i64,
         ended_at: None,
         end_reason: None,
+        ip: None,
+        user_agent: None,
     };
     Ok((token, rec))
 }

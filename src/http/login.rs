@@ -110,7 +110,7 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         None => (random::token(16).map_err(|e| PageError(e.into(), loc))?, true),
     };
     let sess = current_session(&state, &r, &headers).await.map_err(|e| PageError(e, loc))?;
-    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None, registering: None };
+    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None, registering: None, pending: None };
     let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
     let resp = respond(&r, next);
     Ok(if new_binding { with_cookie(resp, &cookies::set(bind_name, &binding, https, None)) } else { resp })
@@ -122,6 +122,8 @@ pub(super) struct TxCtx {
     pub tx_id: String,
     pub binding: String,
     pub loc: Locale,
+    /// The browser's own description, kept with a session it starts.
+    pub user_agent: Option<String>,
 }
 
 /// Loads the transaction named in the request, for this browser only.
@@ -142,7 +144,11 @@ pub(super) async fn load_tx(
         .map_err(|e| PageError(e, loc0))?
         .ok_or_else(|| expired(loc0))?;
     let loc = locale(headers, ui.or(tx.request.ui_locales.as_deref()));
-    Ok(TxCtx { realm: r, tx, tx_id, binding, loc })
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(200).collect::<String>());
+    Ok(TxCtx { realm: r, tx, tx_id, binding, loc, user_agent })
 }
 
 pub(super) fn switch_url(path: &str, tx: &str, loc: Locale) -> String {
@@ -151,6 +157,9 @@ pub(super) fn switch_url(path: &str, tx: &str, loc: Locale) -> String {
 }
 
 pub(super) fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
+    if client_id == flow::ACCOUNT_CLIENT {
+        return crate::web::text(loc, "account.title", &[]);
+    }
     match r.clients.get(client_id) {
         Some(c) if loc == Locale::En && !c.settings.name_en.is_empty() => c.settings.name_en.clone(),
         Some(c) if !c.settings.name.is_empty() => c.settings.name.clone(),
@@ -316,8 +325,10 @@ pub(super) async fn signed_in(
         .client(&c.tx.request.client_id)
         .ip(ip)
         .detail(serde_json::json!({ "sid": sid }));
-    let (cookie, rec) =
+    let (cookie, mut rec) =
         session::prepare(&r, sid, user_id, vec![amr.to_string()], "L2").map_err(|e| PageError(e, c.loc))?;
+    rec.ip = ip.map(str::to_string);
+    rec.user_agent = c.user_agent.clone();
     // The session row, the last-sign-in time and the audit entry commit
     // together, in the audit writer's shared transaction: the audit costs
     // the sign-in no commit of its own.

@@ -12,7 +12,7 @@ use crate::oidc::authorize::{AuthRequest, error_redirect};
 use crate::oidc::redirect;
 use crate::oidc::tokens::AuthContext;
 use crate::realm::cache::{Client, Realm};
-use crate::realm::model::SubjectType;
+use crate::realm::model::{RequireAuthn, SubjectType};
 use crate::state::AppState;
 use crate::store::{grants, now};
 
@@ -31,6 +31,56 @@ pub struct LoginTx {
     /// recovery), sealed: the ephemeral store holds no personal data in clear.
     #[serde(default)]
     pub registering: Option<String>,
+    /// The first factor is proven but the realm or the portal wants another
+    /// (a TOTP code, a passkey) before a session starts or is stepped up.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+/// A person part-way through signing in: who, and what they proved so far.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pending {
+    pub user_id: String,
+    pub amr: Vec<String>,
+    /// The audit kind of the first factor (`signin.password`, `signin.sms`).
+    pub event_kind: String,
+    /// Set when an existing session is being stepped up rather than started.
+    pub session_id: Option<String>,
+}
+
+/// The account centre (`/realms/{realm}/account`) signs people in through
+/// the same transaction as a portal does, under this pseudo client id. It is
+/// no client: it is never in a realm's client list, so `authorize` refuses
+/// it, and after sign-in the flow returns to the account page.
+pub const ACCOUNT_CLIENT: &str = "civid-account";
+
+/// A login transaction for the account centre. `fresh` forces a new sign-in
+/// (sensitive changes need a recent one).
+pub fn account_tx(realm: &Realm, binding: String, ui_locales: Option<String>, fresh: bool) -> LoginTx {
+    let request = AuthRequest {
+        client_id: ACCOUNT_CLIENT.to_string(),
+        redirect_uri: account_url(realm),
+        scope: "openid".into(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        prompt: if fresh { vec!["login".into()] } else { Vec::new() },
+        max_age: None,
+        ui_locales,
+        login_hint: None,
+        acr_values: None,
+        resource: None,
+    };
+    LoginTx { request, binding, fresh_session: None, registering: None, pending: None }
+}
+
+pub fn account_url(realm: &Realm) -> String {
+    format!("/realms/{}/account", realm.name)
+}
+
+/// What the portal of a request demands of how the person authenticated.
+pub fn required_authn(realm: &Realm, req: &AuthRequest) -> RequireAuthn {
+    realm.client(&req.client_id).map(|c| c.settings.require_authn).unwrap_or_default()
 }
 
 pub enum Next {
@@ -113,7 +163,6 @@ pub async fn proceed(
     session: Option<(String, SsoSession)>,
 ) -> Result<Next> {
     let req = &tx.request;
-    let client = client_of(realm, req)?;
     let fresh = session.as_ref().is_some_and(|(_, s)| tx.fresh_session.as_deref() == Some(s.id.as_str()));
     let needs_login = match &session {
         None => true,
@@ -124,9 +173,12 @@ pub async fn proceed(
                     || s.user_id.is_empty())
         }
     };
-    if needs_login {
+    // Step-up: signed in, but not as strongly as this portal demands.
+    let weak = session.as_ref().is_some_and(|(_, s)| !required_authn(realm, req).met_by(&s.amr));
+    if needs_login || weak {
         if req.prompts("none") {
-            return Ok(to_client_error(realm, req, "login_required", "the person is not signed in"));
+            let error = if needs_login { "login_required" } else { "interaction_required" };
+            return Ok(to_client_error(realm, req, error, "the person must sign in (again)"));
         }
         let id = save_tx(state, realm, &tx, tx_id).await?;
         return Ok(Next::Login { tx: id });
@@ -134,6 +186,13 @@ pub async fn proceed(
     let Some((token_hash, mut s)) = session else {
         return Err(Error::internal("session vanished"));
     };
+    if req.client_id == ACCOUNT_CLIENT {
+        if let Some(id) = tx_id {
+            end_tx(state, realm, id).await?;
+        }
+        return Ok(Next::Redirect(account_url(realm)));
+    }
+    let client = client_of(realm, req)?;
     let grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
     let covered = grant.as_ref().is_some_and(|g| {
         let have = super::scopes(&g.scopes);

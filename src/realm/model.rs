@@ -31,6 +31,69 @@ pub struct RealmSettings {
     /// Identifiers a person may sign in with.
     pub login_identifiers: Vec<String>,
     pub audit: AuditSettings,
+    pub accounts: AccountSettings,
+}
+
+/// What citizens may do with their accounts in this realm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountSettings {
+    /// How people may sign in: `password`, `sms` (a one-time code, no
+    /// password), `passkey`.
+    pub sign_in_methods: Vec<String>,
+    /// Whether a person may add a TOTP app (RFC 6238) as a second factor.
+    pub totp: bool,
+    /// How people may register themselves: `phone`, `email`. Empty: only
+    /// operators create accounts.
+    pub registration: Vec<String>,
+    pub password: PasswordPolicy,
+    /// After a person cancels their account (注销), their personal data is
+    /// kept this many days, then deleted; the phone and email become free
+    /// again only then.
+    pub cancellation_retention_days: u64,
+    /// The realm's logo on every page: a path on this server or a `data:` URI
+    /// (the pages' CSP loads images from nowhere else). Empty: none.
+    pub logo: String,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        AccountSettings {
+            sign_in_methods: vec!["password".into(), "sms".into(), "passkey".into()],
+            totp: true,
+            registration: vec!["phone".into(), "email".into()],
+            password: PasswordPolicy::default(),
+            cancellation_retention_days: 30,
+            logo: String::new(),
+        }
+    }
+}
+
+impl AccountSettings {
+    pub fn allows(&self, method: &str) -> bool {
+        self.sign_in_methods.iter().any(|m| m == method)
+    }
+
+    pub fn registers_by(&self, kind: &str) -> bool {
+        self.registration.iter().any(|m| m == kind)
+    }
+}
+
+/// Rules a new password must meet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    /// Lowest zxcvbn score (0–4) accepted; 1 or more refuses the most common
+    /// passwords and simple variations of them.
+    pub min_score: u8,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy { min_length: 8, max_length: 128, min_score: 2 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +132,7 @@ impl Default for RealmSettings {
             scopes,
             login_identifiers: vec!["phone".into(), "email".into(), "username".into()],
             audit: AuditSettings::default(),
+            accounts: AccountSettings::default(),
         }
     }
 }
@@ -215,7 +279,31 @@ pub struct ClientSettings {
     /// Pairwise `sub` is stable per sector; by default the redirect URIs' host.
     pub sector_identifier: String,
     pub id_token_signed_response_alg: Option<Alg>,
+    /// How strongly a person must have authenticated for this portal
+    /// (step-up): `any`, `mfa` (a second factor or a passkey), `passkey`.
+    pub require_authn: RequireAuthn,
     pub enabled: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequireAuthn {
+    #[default]
+    Any,
+    Mfa,
+    Passkey,
+}
+
+impl RequireAuthn {
+    /// Whether a session authenticated with these `amr` values suffices.
+    pub fn met_by(self, amr: &[String]) -> bool {
+        let has = |m: &str| amr.iter().any(|a| a == m);
+        match self {
+            RequireAuthn::Any => true,
+            RequireAuthn::Mfa => has("mfa") || has("hwk") || has("swk"),
+            RequireAuthn::Passkey => has("hwk") || has("swk"),
+        }
+    }
 }
 
 impl Default for ClientSettings {
@@ -238,6 +326,7 @@ impl Default for ClientSettings {
             subject_type: SubjectType::Pairwise,
             sector_identifier: String::new(),
             id_token_signed_response_alg: None,
+            require_authn: RequireAuthn::Any,
             enabled: true,
         }
     }

@@ -88,6 +88,8 @@ pub mod user {
         pub created_at: i64,
         pub updated_at: i64,
         pub last_login_at: Option<i64>,
+        /// A cancelled account's personal data is deleted after this time.
+        pub purge_after: Option<i64>,
     }
     no_relations!();
 }
@@ -130,6 +132,9 @@ pub mod sso_session {
         pub expires_at: i64,
         pub ended_at: Option<i64>,
         pub end_reason: Option<String>,
+        /// Where and on what it started, for the person's session list.
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
     }
     no_relations!();
 }
@@ -229,6 +234,26 @@ pub mod admin_role {
         #[sea_orm(primary_key, auto_increment = false)]
         pub realm: String,
         pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod credential {
+    use sea_orm::entity::prelude::*;
+    /// A passkey or a TOTP secret of a person.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub user_id: String,
+        pub kind: String,
+        pub name: String,
+        pub lookup: Option<String>,
+        pub sealed: Vec<u8>,
+        pub created_at: i64,
+        pub last_used_at: Option<i64>,
     }
     no_relations!();
 }

@@ -21,6 +21,8 @@ pub async fn insert<C: ConnectionTrait>(db: &C, s: SessionRecord) -> Result<(), 
         expires_at: Set(s.expires_at),
         ended_at: Set(s.ended_at),
         end_reason: Set(s.end_reason),
+        ip: Set(s.ip),
+        user_agent: Set(s.user_agent),
     }
     .insert(db)
     .await

@@ -26,6 +26,7 @@ pub async fn insert<C: ConnectionTrait>(
         created_at: Set(t),
         updated_at: Set(t),
         last_login_at: Set(None),
+        purge_after: Set(None),
     }
     .insert(db)
     .await

@@ -114,10 +114,26 @@ pub(crate) fn fallback(locale: Locale) -> &'static str {
     }
 }
 
+type Catalog = &'static [(&'static str, &'static str)];
+
+/// Every area's catalog, as (zh-CN, English).
+const SECTIONS: &[(Catalog, Catalog)] = &[
+    (ZH_CN, EN),
+    (super::texts::account::ZH_CN, super::texts::account::EN),
+    (super::texts::email::ZH_CN, super::texts::email::EN),
+    (super::texts::factors::ZH_CN, super::texts::factors::EN),
+];
+
+static JOINED: std::sync::LazyLock<[Vec<(&'static str, &'static str)>; 2]> = std::sync::LazyLock::new(|| {
+    let join =
+        |pick: fn(&(Catalog, Catalog)) -> Catalog| SECTIONS.iter().flat_map(|s| pick(s).iter().copied()).collect();
+    [join(|s| s.0), join(|s| s.1)]
+});
+
 pub(crate) fn catalog(locale: Locale) -> &'static [(&'static str, &'static str)] {
     match locale {
-        Locale::ZhCn => ZH_CN,
-        Locale::En => EN,
+        Locale::ZhCn => &JOINED[0],
+        Locale::En => &JOINED[1],
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod i18n;
 mod templates;
+mod texts;
 
 #[cfg(test)]
 mod tests;

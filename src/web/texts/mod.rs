@@ -1,0 +1,5 @@
+//! Message catalogs by area, one file each so that work on different pages
+//! does not collide; `web/i18n.rs` joins them.
+pub mod account;
+pub mod email;
+pub mod factors;
