@@ -177,6 +177,27 @@ pub async fn add_client(
     Ok(())
 }
 
+/// Records a step-up: the session now also has `added` (e.g. `otp`, `mfa`)
+/// and was authenticated now.
+pub async fn step_up(
+    state: &AppState,
+    realm: &Realm,
+    token_hash: &str,
+    s: &mut SsoSession,
+    added: &[String],
+) -> Result<()> {
+    for a in added {
+        if !s.amr.contains(a) {
+            s.amr.push(a.clone());
+        }
+    }
+    s.auth_time = now();
+    let amr = serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".into());
+    sessions::set_authn(&state.db, &realm.name, &s.id, amr, s.auth_time).await?;
+    cache(state, &realm.name, token_hash, s).await;
+    Ok(())
+}
+
 /// Whether a session (by id) is still live: tokens are only issued for one.
 pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Result<bool> {
     let t = now();

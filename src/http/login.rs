@@ -53,7 +53,7 @@ fn realm_or_page(state: &SharedState, name: &str, loc: Locale) -> Result<Arc<Rea
 }
 
 /// The browser's live session in this realm, if any.
-async fn current_session(
+pub(super) async fn current_session(
     state: &SharedState,
     r: &Realm,
     headers: &HeaderMap,
@@ -200,6 +200,12 @@ fn login_page_with(
         register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
         recover_url => format!("/realms/{}/recover?tx={}", c.realm.name, c.tx_id),
         sms_url => format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id),
+        passkey => c.realm.settings.accounts.allows("passkey").then(|| context! {
+            options => format!("/realms/{}/passkey/options", c.realm.name),
+            finish => format!("/realms/{}/passkey/signin", c.realm.name),
+            csrf => state.secrets.csrf_token(&c.binding, &format!("passkey:{}", c.tx_id)),
+            conditional => "1",
+        }),
         switch_url => switch_url(&path, &c.tx_id, c.loc),
     };
     let status =
@@ -221,7 +227,22 @@ async fn login_page(
 ) -> PageResult {
     let params = query_pairs(q.as_deref());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    let mut c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    // Signed in, but not strongly enough for this portal: the second step.
+    if let Some((_, s)) = current_session(&state, &c.realm, &headers).await.map_err(|e| PageError(e, c.loc))?
+        && flow::needs_step_up(&c.realm, &c.tx, &s)
+    {
+        c.tx.pending = Some(flow::Pending {
+            user_id: s.user_id.clone(),
+            amr: s.amr.clone(),
+            event_kind: "signin.stepup".into(),
+            session_id: Some(s.id.clone()),
+        });
+        flow::save_tx(&state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
+        return Ok(no_store(
+            Redirect::to(&format!("/realms/{}/login/second?tx={}", c.realm.name, c.tx_id)).into_response(),
+        ));
+    }
     let hint = c.tx.request.login_hint.clone().unwrap_or_default();
     Ok(login_form(&state, &c, &hint, None))
 }
@@ -301,16 +322,18 @@ async fn login_submit(
             user_id
         }
     };
-    // The session, the last-sign-in time and the audit entry are three
-    // independent commits: made at once, the audit adds no round trip.
-    signed_in(&state, c, &user_id, ip.as_deref(), "signin.password", "pwd").await
+    first_factor(&state, c, &user_id, ip.as_deref(), "signin.password", "pwd").await
 }
 
 /// After a person proved who they are in a transaction: starts the SSO
 /// session (with the last-sign-in time and the audit entry written at the
 /// same time, so the audit adds no round trip), sets the cookie and goes on
 /// with the authorization request.
-pub(super) async fn signed_in(
+/// After the first factor: signs the person in, unless a second one is
+/// due — they have an authenticator app, or proved only their phone while
+/// holding a passkey, or the portal demands more than this method — in
+/// which case the second step's page comes first.
+pub(super) async fn first_factor(
     state: &SharedState,
     mut c: TxCtx,
     user_id: &str,
@@ -318,15 +341,45 @@ pub(super) async fn signed_in(
     event_kind: &'static str,
     amr: &str,
 ) -> PageResult {
+    let held = crate::store::credentials::of_user(&state.db, &c.realm.name, user_id, None)
+        .await
+        .map_err(|e| PageError(e.into(), c.loc))?;
+    let has = |k: &str| held.iter().any(|h| h.kind == k);
+    let first = vec![amr.to_string()];
+    let more = has("totp")
+        || (amr == "sms" && has("passkey"))
+        || !flow::required_authn(&c.realm, &c.tx.request).met_by(&first);
+    if !more || held.is_empty() {
+        // Without a second factor a portal that demands one gets the
+        // step-up page after sign-in, which explains how to add one.
+        return signed_in_with(state, c, user_id, ip, event_kind, first).await;
+    }
+    c.tx.pending = Some(flow::Pending {
+        user_id: user_id.to_string(),
+        amr: first,
+        event_kind: event_kind.to_string(),
+        session_id: None,
+    });
+    flow::save_tx(state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
+    Ok(no_store(Redirect::to(&format!("/realms/{}/login/second?tx={}", c.realm.name, c.tx_id)).into_response()))
+}
+
+pub(super) async fn signed_in_with(
+    state: &SharedState,
+    mut c: TxCtx,
+    user_id: &str,
+    ip: Option<&str>,
+    event_kind: &'static str,
+    amr: Vec<String>,
+) -> PageResult {
     let r = c.realm.clone();
     let sid = session::new_id().map_err(|e| PageError(e, c.loc))?;
     let event = audit::Event::new(&r.name, event_kind, "success")
         .actor(user_id)
         .client(&c.tx.request.client_id)
         .ip(ip)
-        .detail(serde_json::json!({ "sid": sid }));
-    let (cookie, mut rec) =
-        session::prepare(&r, sid, user_id, vec![amr.to_string()], "L2").map_err(|e| PageError(e, c.loc))?;
+        .detail(serde_json::json!({ "sid": sid, "amr": amr }));
+    let (cookie, mut rec) = session::prepare(&r, sid, user_id, amr, "L2").map_err(|e| PageError(e, c.loc))?;
     rec.ip = ip.map(str::to_string);
     rec.user_agent = c.user_agent.clone();
     // The session row, the last-sign-in time and the audit entry commit

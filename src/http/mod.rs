@@ -21,6 +21,7 @@ use crate::web::{Locale, Templates};
 pub mod admin;
 pub mod cookies;
 pub mod errors;
+mod factors;
 mod login;
 pub mod openapi;
 mod protocol;
@@ -56,6 +57,7 @@ pub fn app(state: SharedState) -> Router {
         .merge(protocol::routes())
         .merge(login::routes())
         .merge(register::routes())
+        .merge(factors::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use minijinja::context;
 
 use super::login::{
-    PageResult, TxCtx, client_name, form_get, load_tx, no_store, realm_name, signed_in, submitted, switch_url,
+    PageResult, TxCtx, client_name, first_factor, form_get, load_tx, no_store, realm_name, submitted, switch_url,
 };
 use super::{ClientIp, PageError, form_pairs, query_pairs};
 use crate::account::identifiers::Identifier;
@@ -249,7 +249,7 @@ async fn verify_submit(
                 Flow::Recover => "signin.recovery",
                 Flow::SmsLogin => "signin.sms",
             };
-            return signed_in(&state, c, &user_id, ip.as_deref(), kind, "sms").await;
+            return first_factor(&state, c, &user_id, ip.as_deref(), kind, "sms").await;
         }
         Completed::SecondProof if flow == Flow::SmsLogin => "smslogin.error.second_proof",
         Completed::SecondProof => "recover.error.second_proof",

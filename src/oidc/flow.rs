@@ -153,6 +153,29 @@ pub fn subject_for(state: &AppState, realm: &Realm, client: &Client, user_id: &s
     }
 }
 
+/// Whether the person must (again) prove who they are for this request:
+/// no session, or `prompt=login` / `max_age` not satisfied by a sign-in made
+/// within this transaction.
+pub fn needs_login(tx: &LoginTx, session: Option<&SsoSession>) -> bool {
+    let req = &tx.request;
+    match session {
+        None => true,
+        Some(s) => {
+            let fresh = tx.fresh_session.as_deref() == Some(s.id.as_str());
+            !fresh
+                && (req.prompts("login")
+                    || req.max_age.is_some_and(|m| now() - s.auth_time >= m)
+                    || s.user_id.is_empty())
+        }
+    }
+}
+
+/// Whether the session is good for the request except that the portal
+/// demands a stronger authentication than the session had (step-up).
+pub fn needs_step_up(realm: &Realm, tx: &LoginTx, session: &SsoSession) -> bool {
+    !needs_login(tx, Some(session)) && !required_authn(realm, &tx.request).met_by(&session.amr)
+}
+
 /// Decides the next step for an accepted request. `session` is the
 /// browser's live session; `tx_id` is set when resuming a transaction.
 pub async fn proceed(
@@ -163,16 +186,7 @@ pub async fn proceed(
     session: Option<(String, SsoSession)>,
 ) -> Result<Next> {
     let req = &tx.request;
-    let fresh = session.as_ref().is_some_and(|(_, s)| tx.fresh_session.as_deref() == Some(s.id.as_str()));
-    let needs_login = match &session {
-        None => true,
-        Some((_, s)) => {
-            !fresh
-                && (req.prompts("login")
-                    || req.max_age.is_some_and(|m| now() - s.auth_time >= m)
-                    || s.user_id.is_empty())
-        }
-    };
+    let needs_login = needs_login(&tx, session.as_ref().map(|(_, s)| s));
     // Step-up: signed in, but not as strongly as this portal demands.
     let weak = session.as_ref().is_some_and(|(_, s)| !required_authn(realm, req).met_by(&s.amr));
     if needs_login || weak {

@@ -103,3 +103,21 @@ pub async fn count_live<C: ConnectionTrait>(db: &C, realm: &str, at: i64) -> Res
         .count(db)
         .await
 }
+
+/// A stepped-up session: how the person authenticated, and when.
+pub async fn set_authn<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    id: &str,
+    amr: String,
+    auth_time: i64,
+) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Amr, Expr::value(amr))
+        .col_expr(sso_session::Column::AuthTime, Expr::value(auth_time))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

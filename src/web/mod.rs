@@ -28,6 +28,10 @@ pub use templates::Templates;
 /// (content type `text/css; charset=utf-8`).
 pub const CSS: &str = include_str!("static/civid.css");
 
+/// The one script: WebAuthn ceremonies (passkeys) for the pages that offer
+/// them; every page works without it otherwise. Served at `/static/webauthn.js`.
+pub const WEBAUTHN_JS: &str = include_str!("static/webauthn.js");
+
 /// A catalog text with `{name}` placeholders filled, for text outside pages
 /// (SMS and email bodies).
 pub fn text(locale: Locale, key: &str, args: &[(&str, &str)]) -> String {

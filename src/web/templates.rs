@@ -13,6 +13,10 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("notice.html", include_str!("templates/notice.html")),
     ("register.html", include_str!("templates/register.html")),
+    ("passkey_signin.html", include_str!("templates/passkey_signin.html")),
+    ("second.html", include_str!("templates/second.html")),
+    ("totp.html", include_str!("templates/totp.html")),
+    ("account_factors.html", include_str!("templates/account_factors.html")),
 ];
 
 /// The page templates, ready to render. Cheap to share (`Arc` it or clone it

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod cli;
+mod factors;
 mod flow;
 mod harness;
 mod keys;
