@@ -133,7 +133,8 @@ async fn portal_callback(
     };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title></head>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
+         <style>body {{ font-family: sans-serif; margin: 1rem; }} code {{ overflow-wrap: anywhere; }}</style></head>\
          <body>{body}</body></html>",
         portal.label
     ))

@@ -17,7 +17,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// How long the wait helpers poll before they give up.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 /// W3C's key for an element reference in JSON.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -400,10 +400,31 @@ impl Drop for Browser {
                 self.port
             );
             if stream.write_all(request.as_bytes()).is_ok() {
-                let _ = stream.read_to_end(&mut Vec::new());
+                // chromedriver keeps the connection open: read the answer up
+                // to its Content-Length, which comes once Chromium has quit.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                    if http_response_complete(&got) {
+                        break;
+                    }
+                }
             }
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Whether `got` holds a whole HTTP response with a Content-Length body.
+fn http_response_complete(got: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(got);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    length.is_some_and(|n| body.len() >= n)
 }
