@@ -281,6 +281,7 @@ async fn passkey_steps(b: &mut Browser, server: &TestServer, portals: &Portals, 
     assert_eq!(creds.len(), 1, "one credential in the authenticator: {creds:?}");
     assert_eq!(creds[0]["isResidentCredential"], true, "a discoverable (resident) credential: {creds:?}");
     assert_eq!(creds[0]["rpId"], "localhost", "{creds:?}");
+    let registered_count = creds[0]["signCount"].as_u64().unwrap_or_default();
 
     // Sign out on the account page.
     b.click(&b.find("#signout [type=submit]").await).await;
@@ -305,4 +306,7 @@ async fn passkey_steps(b: &mut Browser, server: &TestServer, portals: &Portals, 
     assert_eq!(sub, sub_a, "the passkey signs in the person who registered");
     let amr = b.text(&b.find("#amr").await).await;
     assert!(amr.split(' ').any(|m| m == "hwk" || m == "swk"), "a passkey sign-in: amr {amr:?}");
+    let creds = b.credentials(&authenticator).await;
+    let used_count = creds.first().and_then(|c| c["signCount"].as_u64()).unwrap_or_default();
+    assert!(used_count > registered_count, "the authenticator signed the sign-in: {creds:?}");
 }
