@@ -179,6 +179,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_at("127.0.0.1").await
+    }
+
+    /// The server as `http://localhost:<port>`: browsers refuse WebAuthn on
+    /// an IP-address origin ("This is an invalid domain").
+    pub async fn start_on_localhost() -> TestServer {
+        TestServer::start_at("localhost").await
+    }
+
+    async fn start_at(host: &str) -> TestServer {
         let (db, dir) = fresh_database().await;
         let mut settings = base_settings();
         settings.database_url = db;
@@ -187,15 +197,19 @@ impl TestServer {
             settings.redis_key_prefix =
                 format!("civid-test-{}-{}:", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         }
-        TestServer::start_with(settings, dir).await
+        TestServer::launch(settings, dir, host).await
     }
 
     /// Another node on the same database and ephemeral store.
-    pub async fn start_with(mut settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
+    pub async fn start_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
+        TestServer::launch(settings, dir, "127.0.0.1").await
+    }
+
+    async fn launch(mut settings: Settings, dir: Option<tempfile::TempDir>, host: &str) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         settings.listen = listener.local_addr().expect("addr");
-        settings.public_url = format!("http://127.0.0.1:{port}");
+        settings.public_url = format!("http://{host}:{port}");
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
         settings.admin_listen = admin.local_addr().expect("addr").to_string();

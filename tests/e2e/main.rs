@@ -3,6 +3,7 @@
 //! HTTP client as a browser. One test binary keeps build times down.
 mod admin;
 mod audit;
+mod browser;
 mod cli;
 mod factors;
 mod flow;
@@ -14,3 +15,4 @@ mod otp;
 mod pages;
 mod register;
 mod steps;
+mod webdriver;
