@@ -430,7 +430,7 @@ fn values_are_html_escaped() {
 #[test]
 fn login_page_content() {
     let html = render("login.html", Locale::ZhCn, full_login());
-    assert!(html.contains("登录以继续访问 市民服务网"));
+    assert!(html.contains("登录以继续访问市民服务网"));
     assert!(html.contains("role=\"alert\""));
     assert!(html.contains("登录失败次数过多，请 30 秒后再试。"), "{html}");
     assert!(html.contains("method=\"post\""));
@@ -470,7 +470,7 @@ fn login_page_content() {
 #[test]
 fn consent_page_content() {
     let html = render("consent.html", Locale::ZhCn, full_consent());
-    assert!(html.contains("市民服务网 申请获得以下授权："));
+    assert!(html.contains("市民服务网申请获得以下授权："));
     for scope in ["openid", "profile", "email", "phone", "offline_access"] {
         let text = t(Locale::ZhCn, &format!("scope.{scope}"));
         assert!(html.contains(&format!("<li>{text}</li>")), "{scope}");
