@@ -197,9 +197,11 @@ fn login_page_with(
         identifier => identifier,
         error => error,
         retry_after => retry_after,
-        register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
+        register_url => (!c.realm.settings.accounts.registration.is_empty())
+            .then(|| format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id)),
         recover_url => format!("/realms/{}/recover?tx={}", c.realm.name, c.tx_id),
-        sms_url => format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id),
+        sms_url => c.realm.settings.accounts.allows("sms")
+            .then(|| format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id)),
         switch_url => switch_url(&path, &c.tx_id, c.loc),
     };
     let status =

@@ -179,6 +179,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_configured(|_| {}).await
+    }
+
+    /// A server on a fresh database whose settings `tweak` changes first.
+    pub async fn start_configured(tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let (db, dir) = fresh_database().await;
         let mut settings = base_settings();
         settings.database_url = db;
@@ -187,6 +192,7 @@ impl TestServer {
             settings.redis_key_prefix =
                 format!("civid-test-{}-{}:", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         }
+        tweak(&mut settings);
         TestServer::start_with(settings, dir).await
     }
 
