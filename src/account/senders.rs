@@ -60,7 +60,8 @@ impl Sender {
     /// An SMTP sender. `url`: `smtp://host:port` (plain), `smtp://host:port?tls=required`
     /// (STARTTLS), `smtps://host:port` (implicit TLS); credentials in the URL
     /// (percent-encoded) or as `username`/`password` (these win). Errors never
-    /// repeat the URL, which may hold a password.
+    /// repeat the URL, which may hold a password. Call (and drop the sender)
+    /// inside the tokio runtime: lettre's connection pool spawns tasks.
     pub fn smtp(url: &str, username: &str, password: &str, from: &str) -> Result<Sender, String> {
         let from: Mailbox = from.parse().map_err(|e| format!("smtp_from {from:?} is not an address: {e}"))?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
@@ -205,5 +206,20 @@ mod tests {
         assert_eq!(s.outbox_messages(), vec![m]);
         let text = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
         assert!(text.contains("+8613800138000"));
+    }
+
+    // lettre's connection pool spawns tasks when built and dropped: a tokio
+    // runtime must be running (it is, in `server::prepare`).
+    #[tokio::test]
+    async fn smtp_settings_are_checked_and_errors_keep_the_password_out() {
+        let ok =
+            Sender::smtp("smtps://civid:s3cret%40pw@smtp.example.cn", "", "", "城市统一身份认证 <noreply@example.cn>");
+        assert!(matches!(ok, Ok(Sender::Smtp { .. })));
+        assert!(Sender::smtp("smtp://relay.example.cn:25?tls=required", "u", "p", "noreply@example.cn").is_ok());
+        let Err(bad) = Sender::smtp("imap://civid:s3cret@smtp.example.cn", "", "", "noreply@example.cn") else {
+            panic!("an IMAP URL is not a relay");
+        };
+        assert!(!bad.contains("s3cret"), "{bad}");
+        assert!(Sender::smtp("smtp://relay.example.cn", "", "", "not an address").is_err());
     }
 }
