@@ -50,6 +50,19 @@ pub struct Settings {
     pub sms_webhook_secret: String,
     /// Where the outbox sender writes messages.
     pub outbox_dir: PathBuf,
+    /// How email leaves: `outbox` (the outbox file, for development and
+    /// tests) or `smtp` (a relay, `smtp_url`).
+    pub email_sender: String,
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required`
+    /// (STARTTLS), `smtps://host:port` (implicit TLS); may carry
+    /// percent-encoded `user:password@`. Never logged.
+    pub smtp_url: String,
+    /// Relay login, if not in `smtp_url` (wins over the URL's).
+    pub smtp_username: String,
+    /// Relay password; prefer the `CIVID_SMTP_PASSWORD` environment variable.
+    pub smtp_password: String,
+    /// The sender of civid's mail, `Name <address>` or `address`.
+    pub smtp_from: String,
     /// Seconds between signed checkpoints of the audit chains.
     pub audit_checkpoint_secs: u64,
     /// `text` or `json` logs.
@@ -79,6 +92,11 @@ impl Default for Settings {
             sms_webhook_url: String::new(),
             sms_webhook_secret: String::new(),
             outbox_dir: PathBuf::from("data/outbox"),
+            email_sender: "outbox".into(),
+            smtp_url: String::new(),
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_from: String::new(),
             audit_checkpoint_secs: 60,
             log_format: "text".into(),
             shutdown_grace_secs: 20,

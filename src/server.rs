@@ -97,7 +97,14 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         "webhook" => return Err("sms_webhook_url must be an https:// URL".into()),
         other => return Err(format!("sms_sender {other:?}: use outbox or webhook")),
     };
-    let email = Sender::outbox(settings.outbox_dir.clone());
+    let email = match settings.email_sender.as_str() {
+        "outbox" => Sender::outbox(settings.outbox_dir.clone()),
+        "smtp" if settings.smtp_from.is_empty() => return Err("email_sender smtp needs smtp_from".into()),
+        "smtp" => {
+            Sender::smtp(&settings.smtp_url, &settings.smtp_username, &settings.smtp_password, &settings.smtp_from)?
+        }
+        other => return Err(format!("email_sender {other:?}: use outbox or smtp")),
+    };
     let state = Arc::new(AppState {
         sms,
         email,

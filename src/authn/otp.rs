@@ -81,6 +81,13 @@ pub async fn issue(state: &AppState, t: &Target) -> Result<Issue> {
     Ok(Issue::Code(code))
 }
 
+/// Lifts the resend wait after a code could not be sent, so the person may
+/// ask again at once (the daily allowance still counts the attempt).
+pub async fn release(state: &AppState, t: &Target) -> Result<()> {
+    state.eph.delete(&format!("otp-resend:{}", t.key)).await?;
+    Ok(())
+}
+
 /// Checks a code. A valid one is consumed: it works once, on one node.
 pub async fn check(state: &AppState, t: &Target, code: &str) -> Result<Check> {
     let key = format!("otp:{}", t.key);

@@ -19,7 +19,7 @@ pub async fn start(
     locale: Locale,
     ip: Option<&str>,
 ) -> Result<Started> {
-    code_to_holder(state, realm, PURPOSE, phone, locale, "sms.login", "signin.sms.code_sent", ip).await
+    code_to_holder(state, realm, PURPOSE, phone, locale, "login", "signin.sms.code_sent", ip).await
 }
 
 /// Checks the code; `Created(user)` means: sign this person in.

@@ -197,9 +197,11 @@ fn login_page_with(
         identifier => identifier,
         error => error,
         retry_after => retry_after,
-        register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
+        register_url => (!c.realm.settings.accounts.registration.is_empty())
+            .then(|| format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id)),
         recover_url => format!("/realms/{}/recover?tx={}", c.realm.name, c.tx_id),
-        sms_url => format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id),
+        sms_url => c.realm.settings.accounts.allows("sms")
+            .then(|| format!("/realms/{}/smslogin?tx={}", c.realm.name, c.tx_id)),
         passkey => c.realm.settings.accounts.allows("passkey").then(|| context! {
             options => format!("/realms/{}/passkey/options", c.realm.name),
             finish => format!("/realms/{}/passkey/signin", c.realm.name),
@@ -347,7 +349,7 @@ pub(super) async fn first_factor(
     let has = |k: &str| held.iter().any(|h| h.kind == k);
     let first = vec![amr.to_string()];
     let more = has("totp")
-        || (amr == "sms" && has("passkey"))
+        || (matches!(amr, "sms" | "otp") && has("passkey"))
         || !flow::required_authn(&c.realm, &c.tx.request).met_by(&first);
     if !more || held.is_empty() {
         // Without a second factor a portal that demands one gets the

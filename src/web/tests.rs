@@ -532,7 +532,7 @@ fn css_is_self_contained() {
     assert!(CSS.contains("prefers-color-scheme: dark"));
     assert!(!CSS.contains("@import"));
     assert!(!CSS.contains("url("));
-    assert!(CSS.lines().count() < 150);
+    assert!(CSS.lines().count() < 250, "one small stylesheet");
 }
 
 #[test]

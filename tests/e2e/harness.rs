@@ -179,16 +179,21 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        TestServer::start_at("127.0.0.1").await
+        TestServer::start_configured(|_| {}).await
     }
 
     /// The server as `http://localhost:<port>`: browsers refuse WebAuthn on
     /// an IP-address origin ("This is an invalid domain").
     pub async fn start_on_localhost() -> TestServer {
-        TestServer::start_at("localhost").await
+        TestServer::start_at("localhost", |_| {}).await
     }
 
-    async fn start_at(host: &str) -> TestServer {
+    /// A server on a fresh database whose settings `tweak` changes first.
+    pub async fn start_configured(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        TestServer::start_at("127.0.0.1", tweak).await
+    }
+
+    async fn start_at(host: &str, tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let (db, dir) = fresh_database().await;
         let mut settings = base_settings();
         settings.database_url = db;
@@ -197,6 +202,7 @@ impl TestServer {
             settings.redis_key_prefix =
                 format!("civid-test-{}-{}:", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         }
+        tweak(&mut settings);
         TestServer::launch(settings, dir, host).await
     }
 
