@@ -27,6 +27,11 @@ pub async fn start(
     code_to_holder(state, realm, "recover", phone, locale, "sms.recover", "recovery.code_sent", ip).await
 }
 
+/// A cancelled (or purged) account: every path treats it as unknown.
+pub(crate) fn is_gone(u: &user_store::UserRecord) -> bool {
+    u.status == "cancelled" || u.status == "purged"
+}
+
 /// Sends a code for `purpose` only if `phone` belongs to an account; for an
 /// unknown number nothing is sent and the answer is the same.
 #[allow(clippy::too_many_arguments)]
@@ -45,8 +50,10 @@ pub(crate) async fn code_to_holder(
         Err(refused) => return Ok(refused),
     };
     let index = phone.blind_index(&state.secrets.sealer);
-    if !user_store::identifier_exists(&state.db, realm, phone.kind(), &index).await? {
-        // Nothing to send, and nothing to tell: the page reads the same.
+    let holder = user_store::find_by_identifier(&state.db, realm, phone.kind(), &index).await?;
+    if holder.is_none_or(|u| is_gone(&u)) {
+        // Nothing to send, and nothing to tell: the page reads the same. A
+        // cancelled account is treated as unknown.
         return Ok(Started::Sent);
     }
     let body = web::text(locale, message_key, &[("code", &code)]);
@@ -74,6 +81,9 @@ pub(crate) async fn proven_holder(
     let Some(user) = user_store::find_by_identifier(&state.db, realm, phone.kind(), &index).await? else {
         return Ok(Err(Completed::BadCode));
     };
+    if is_gone(&user) {
+        return Ok(Err(Completed::BadCode));
+    }
     let last_used = user.last_login_at.unwrap_or(user.created_at);
     if now() - last_used > DORMANT_SECS || user.status != "active" {
         let reason = if user.status != "active" { "account_disabled" } else { "second_proof_needed" };

@@ -7,6 +7,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 pub mod admins;
 pub mod audit;
+pub mod credentials;
 pub mod entities;
 pub mod ephemeral;
 pub mod grants;

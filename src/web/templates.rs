@@ -13,6 +13,10 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("notice.html", include_str!("templates/notice.html")),
     ("register.html", include_str!("templates/register.html")),
+    ("account.html", include_str!("templates/account.html")),
+    ("account_factors.html", include_str!("templates/account_factors.html")),
+    ("account_verify.html", include_str!("templates/account_verify.html")),
+    ("account_cancel.html", include_str!("templates/account_cancel.html")),
 ];
 
 /// The page templates, ready to render. Cheap to share (`Arc` it or clone it
