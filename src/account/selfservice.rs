@@ -10,6 +10,7 @@ use crate::account::registration::{Completed, Started};
 use crate::account::senders::{Channel, Message};
 use crate::account::users::{self, Profile};
 use crate::audit::{self, Event};
+use crate::authn::limits;
 use crate::authn::otp::{self, Check, Issue, Target};
 use crate::authn::session;
 use crate::crypto::{password, random};
@@ -329,6 +330,8 @@ pub enum PasswordChange {
     Done,
     /// The current password is wrong (or missing).
     WrongCurrent,
+    /// Too many wrong current passwords: wait this many seconds.
+    Locked(u64),
     /// The new one is refused; the registration's answer says why.
     Refused(Completed),
 }
@@ -354,14 +357,40 @@ async fn new_password_problem(
     Ok(crate::account::registration::password_problem(&ident, new, repeated))
 }
 
-/// Whether `given` is the account's password; true for an account without one.
-async fn current_password_ok(user: &user_store::UserRecord, given: &str) -> Result<bool> {
-    let Some(hash) = user.password_hash.clone() else { return Ok(true) };
-    if given.is_empty() || given.len() > 1024 {
-        return Ok(false);
+/// How the current password checked out.
+enum Current {
+    Ok,
+    Wrong,
+    /// Too many wrong tries: wait this many seconds.
+    Locked(u64),
+}
+
+/// Checks the account's current password (an account without one passes),
+/// under the sign-in limits, so that a borrowed session cannot guess it.
+async fn check_current(
+    state: &AppState,
+    realm: &str,
+    user: &user_store::UserRecord,
+    given: &str,
+    ip: Option<&str>,
+) -> Result<Current> {
+    let Some(hash) = user.password_hash.clone() else { return Ok(Current::Ok) };
+    let attempt = limits::Attempt::new(realm, &user.id, Some(format!("self:{}", user.id)), ip);
+    if let Some(wait) = limits::locked(state, &attempt).await? {
+        return Ok(Current::Locked(wait));
     }
     let given = given.to_string();
-    crate::authn::password::hashing(move || password::verify(&hash, &given)).await
+    let ok = !given.is_empty()
+        && given.len() <= 1024
+        && crate::authn::password::hashing(move || password::verify(&hash, &given)).await?;
+    if ok {
+        limits::succeeded(state, &attempt).await?;
+        return Ok(Current::Ok);
+    }
+    Ok(match limits::failed(state, &attempt).await? {
+        Some(wait) => Current::Locked(wait),
+        None => Current::Wrong,
+    })
 }
 
 /// Changes the password; the person's other sessions end.
@@ -374,7 +403,8 @@ pub async fn change_password(
 ) -> Result<PasswordChange> {
     let Who { realm, user_id, session_id, ip } = who;
     let user = user_store::get(&state.db, realm, user_id).await?.ok_or_else(|| Error::page(400, "error.expired"))?;
-    if !current_password_ok(&user, current).await? {
+    let checked = check_current(state, realm, &user, current, ip).await?;
+    if !matches!(checked, Current::Ok) {
         audit::record(
             state,
             Event::new(realm, "account.password_changed", "failure")
@@ -383,7 +413,10 @@ pub async fn change_password(
                 .detail(json!({ "reason": "wrong_current" })),
         )
         .await;
-        return Ok(PasswordChange::WrongCurrent);
+        return Ok(match checked {
+            Current::Locked(wait) => PasswordChange::Locked(wait),
+            _ => PasswordChange::WrongCurrent,
+        });
     }
     if let Some(problem) = new_password_problem(state, realm, user_id, new, repeated).await? {
         return Ok(PasswordChange::Refused(problem));
@@ -552,6 +585,8 @@ pub async fn export(state: &AppState, realm: &str, user_id: &str, ip: Option<&st
 pub enum Cancelled {
     Done,
     WrongPassword,
+    /// Too many wrong passwords: wait this many seconds.
+    Locked(u64),
     NotConfirmed,
 }
 
@@ -568,7 +603,8 @@ pub async fn cancel(
     ip: Option<&str>,
 ) -> Result<Cancelled> {
     let user = user_store::get(&state.db, realm, user_id).await?.ok_or_else(|| Error::page(400, "error.expired"))?;
-    if !current_password_ok(&user, password).await? {
+    let checked = check_current(state, realm, &user, password, ip).await?;
+    if !matches!(checked, Current::Ok) {
         audit::record(
             state,
             Event::new(realm, "account.cancelled", "failure")
@@ -577,7 +613,10 @@ pub async fn cancel(
                 .detail(json!({ "reason": "wrong_password" })),
         )
         .await;
-        return Ok(Cancelled::WrongPassword);
+        return Ok(match checked {
+            Current::Locked(wait) => Cancelled::Locked(wait),
+            _ => Cancelled::WrongPassword,
+        });
     }
     if !confirmed {
         return Ok(Cancelled::NotConfirmed);

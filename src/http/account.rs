@@ -457,10 +457,14 @@ async fn password_submit(
     let r = selfsvc::change_password(&state, c.who(), current, new, repeated).await.map_err(|e| c.err(e))?;
     let error = match r {
         PasswordChange::Done => return Ok(c.done("password")),
-        PasswordChange::WrongCurrent => ("current", "account.password.error.current"),
-        PasswordChange::Refused(p) => password_error(&p),
+        PasswordChange::WrongCurrent => ("current", "account.password.error.current", None),
+        PasswordChange::Locked(wait) => ("current", "account.password.error.locked", Some(wait)),
+        PasswordChange::Refused(p) => {
+            let (field, key) = password_error(&p);
+            (field, key, None)
+        }
     };
-    let v = View { errors: vec![(error.0, error.1.into())], ..View::default() };
+    let v = View { errors: vec![(error.0, error.1.into())], retry_after: error.2, ..View::default() };
     render_page(&state, &c, None, v).await
 }
 
@@ -583,7 +587,13 @@ async fn logout(
     Ok(farewell(&state, &realm, loc, ui.as_deref(), "account.signed_out.title", "account.signed_out.message"))
 }
 
-fn cancel_view(state: &SharedState, c: &Ctx, has_password: bool, error: Option<(&str, &str)>) -> Response {
+fn cancel_view(
+    state: &SharedState,
+    c: &Ctx,
+    has_password: bool,
+    error: Option<(&str, &str)>,
+    retry_after: Option<u64>,
+) -> Response {
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
         action => c.url("/cancel", &[]),
@@ -593,6 +603,7 @@ fn cancel_view(state: &SharedState, c: &Ctx, has_password: bool, error: Option<(
         retention_days => c.realm.settings.accounts.cancellation_retention_days,
         error_field => error.map(|e| e.0),
         error => error.map(|e| e.1),
+        retry_after => retry_after,
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     no_store((status, Html(super::render("account_cancel.html", c.loc, ctx))).into_response())
@@ -620,7 +631,7 @@ async fn cancel_page(
         return to_sign_in(&state, &c.realm, &headers, c.ui.clone(), true).await.map_err(|e| c.err(e));
     }
     let pw = has_password(&state, &c).await?;
-    Ok(cancel_view(&state, &c, pw, None))
+    Ok(cancel_view(&state, &c, pw, None, None))
 }
 
 async fn cancel_submit(
@@ -656,11 +667,12 @@ async fn cancel_submit(
                 "account.cancelled.message",
             ));
         }
-        Cancelled::WrongPassword => ("password", "account.password.error.current"),
-        Cancelled::NotConfirmed => ("confirm", "account.cancel.error.confirm"),
+        Cancelled::WrongPassword => ("password", "account.password.error.current", None),
+        Cancelled::Locked(wait) => ("password", "account.password.error.locked", Some(wait)),
+        Cancelled::NotConfirmed => ("confirm", "account.cancel.error.confirm", None),
     };
     let pw = has_password(&state, &c).await?;
-    Ok(cancel_view(&state, &c, pw, Some(error)))
+    Ok(cancel_view(&state, &c, pw, Some((error.0, error.1)), error.2))
 }
 
 #[cfg(test)]

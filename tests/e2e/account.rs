@@ -663,3 +663,63 @@ async fn account_cancellation_then_purge_frees_the_number() {
     assert_eq!(audited(&server, "account.purged", &uid).await.len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn account_current_password_guesses_are_limited() {
+    let server = TestServer::start().await;
+    let uid = server.user("test", "acct8", "correct horse battery").await;
+    let b = browser();
+    let html = open_account(&server, &b, "acct8", "correct horse battery").await;
+    let change = [("password", "new secret words"), ("password2", "new secret words")];
+    for i in 1..=5 {
+        let mut fields = vec![("current", "a wrong guess")];
+        fields.extend(change);
+        let resp = post(&server, &b, &html, "/password", &fields).await;
+        assert_eq!(resp.status(), 400);
+        let text = resp.text().await.expect("html");
+        assert_eq!(text.contains("密码错误次数过多"), i == 5, "guess {i}");
+    }
+    let mut fields = vec![("current", "correct horse battery")];
+    fields.extend(change);
+    let resp = post(&server, &b, &html, "/password", &fields).await;
+    assert_eq!(resp.status(), 400, "even the right password waits out the lock");
+    assert!(resp.text().await.expect("html").contains("密码错误次数过多"));
+    let failures = audited(&server, "account.password_changed", &uid).await;
+    assert_eq!(failures.len(), 6);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn account_email_change_is_proven_by_a_code_to_the_new_address() {
+    let server = TestServer::start().await;
+    let uid = server.user("test", "acct9", "correct horse battery").await;
+    server.user("test", "acct9taken", "correct horse battery").await;
+    let b = browser();
+    let html = open_account(&server, &b, "acct9", "correct horse battery").await;
+    let last_mail =
+        |to: &str| server.state.email.outbox_messages().into_iter().rev().find(|m| m.to == to).map(|m| m.body);
+    // Taken by another account: the same answer, its holder is told, no code.
+    let resp = post(&server, &b, &html, "/email", &[("email", "ACCT9TAKEN@example.cn")]).await;
+    assert_eq!(location(&resp), "/realms/test/account/verify?kind=email");
+    let notice = last_mail("acct9taken@example.cn").expect("holder told");
+    assert!(code_in(&notice).is_none(), "{notice}");
+
+    let resp = post(&server, &b, &html, "/email", &[("email", "li.ming.new@example.cn")]).await;
+    assert_eq!(location(&resp), "/realms/test/account/verify?kind=email");
+    let code = code_in(&last_mail("li.ming.new@example.cn").expect("code mailed")).expect("a code");
+    let verify = b.get(format!("{}/verify?kind=email", account_url(&server))).send().await.expect("verify");
+    let verify = verify.text().await.expect("html");
+    let resp = b
+        .post(format!("{}/verify", account_url(&server)))
+        .form(&[("csrf", hidden(&verify, "csrf")), ("kind", "email".into()), ("code", code)])
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(location(&resp), "/realms/test/account?done=email");
+    let html = follow(&server, &b, &resp).await;
+    assert!(html.contains("li.ming.new@example.cn") && !html.contains("acct9@example.cn"), "{html}");
+    let told = last_mail("acct9@example.cn").expect("old address told");
+    assert!(told.contains("l***@example.cn"), "{told}");
+    assert_eq!(audited(&server, "account.email_changed", &uid).await.len(), 1);
+    server.stop().await;
+}
