@@ -203,18 +203,25 @@ fn text_key(kind: &str, what: &str) -> String {
     format!("account.{kind}.msg.{what}")
 }
 
+/// Whether `new` is already this person's own phone number or email address
+/// (which tells them nothing about anyone else).
+pub async fn is_own(state: &AppState, realm: &str, user_id: &str, new: &Identifier) -> Result<bool> {
+    let index = new.blind_index(&state.secrets.sealer);
+    Ok(user_store::find_by_identifier(&state.db, realm, new.kind(), &index).await?.is_some_and(|u| u.id == user_id))
+}
+
 /// Sends a code to the new phone number or email address, and remembers
 /// (sealed, for this session only) what is being proven. If another account
 /// holds it, its holder gets a notice instead and the answer is the same.
 pub async fn start_change(state: &AppState, who: Who<'_>, new: &Identifier, locale: Locale) -> Result<Started> {
     let Who { realm, user_id, session_id, ip } = who;
+    let index = new.blind_index(&state.secrets.sealer);
     let code = match otp::issue(state, &change_target(state, realm, user_id, new)).await? {
         Issue::Code(c) => c,
         Issue::TooSoon(n) => return Ok(Started::TooSoon(n)),
         Issue::DailyLimit => return Ok(Started::DailyLimit),
     };
     let kind = new.kind();
-    let index = new.blind_index(&state.secrets.sealer);
     let taken = user_store::identifier_exists(&state.db, realm, kind, &index).await?;
     let (subject, body) = if taken {
         (web::text(locale, &text_key(kind, "subject"), &[]), web::text(locale, &text_key(kind, "taken"), &[]))

@@ -217,7 +217,10 @@ async fn render_page(state: &SharedState, c: &Ctx, done: Option<&str>, v: View) 
         .map(|s| {
             context! {
                 id => s.id,
-                device => format!("{} · {}", s.browser.unwrap_or(unknown), s.os.unwrap_or(unknown)),
+                device => match (s.browser, s.os) {
+                    (None, None) => crate::web::t(c.loc, "account.sessions.unknown_device").to_string(),
+                    (b, o) => format!("{} · {}", b.unwrap_or(unknown), o.unwrap_or(unknown)),
+                },
                 ip => s.ip.clone().unwrap_or_else(|| "-".into()),
                 started => time(s.started),
                 last_seen => time(s.last_seen),
@@ -350,6 +353,14 @@ async fn change_start(
         };
         return render_page(&state, &c, None, v).await;
     };
+    if selfsvc::is_own(&state, &c.realm.name, &c.sess.user_id, &new).await.map_err(|e| c.err(e))? {
+        let v = View {
+            errors: vec![(kind, format!("account.{kind}.error.same"))],
+            values: vec![(kind, typed)],
+            ..View::default()
+        };
+        return render_page(&state, &c, None, v).await;
+    }
     let started = selfsvc::start_change(&state, c.who(), &new, c.loc).await.map_err(|e| c.err(e))?;
     if let Some((error, retry_after)) = started_error(started) {
         let v = View { errors: vec![(kind, error.into())], values: vec![(kind, typed)], retry_after };
@@ -712,6 +723,7 @@ mod tests {
             assert!(!html.contains(fallback), "missing text in {loc:?}: {html}");
             assert!(!html.contains('{') && !html.contains('}'), "unfilled placeholder: {html}");
             assert!(!html.to_lowercase().contains("<script") && !html.contains(" style="));
+            assert!(crate::web::lookup(loc, "account.sessions.unknown_device").is_some());
             for done in DONE {
                 assert!(crate::web::lookup(loc, &format!("account.done.{done}")).is_some(), "{done}");
             }
@@ -720,6 +732,7 @@ mod tests {
                     assert!(crate::web::lookup(loc, &format!("account.{kind}.msg.{what}")).is_some());
                 }
                 assert!(crate::web::lookup(loc, &format!("account.{kind}.error.invalid")).is_some());
+                assert!(crate::web::lookup(loc, &format!("account.{kind}.error.same")).is_some());
             }
             let verify = super::super::render(
                 "account_verify.html",

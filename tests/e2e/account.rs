@@ -486,6 +486,11 @@ async fn account_phone_change_is_proven_by_a_code_to_the_new_number() {
     // The new number signs in.
     open_account(&server, &browser(), "13800138005", "correct horse battery").await;
 
+    // Its own number is no change.
+    let resp = post(&server, &b, &html, "/phone", &[("phone", "13800138005")]).await;
+    assert_eq!(resp.status(), 400);
+    assert!(markup(resp).await.contains("这已是您账户的手机号码"));
+
     // Changing again tells the old number.
     let resp = post(&server, &b, &html, "/phone", &[("phone", "13700137005")]).await;
     assert_eq!(location(&resp), "/realms/test/account/verify?kind=phone");
