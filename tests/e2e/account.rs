@@ -246,7 +246,11 @@ async fn account_lists_sessions_and_ends_another_device() {
         .await
         .expect("replay");
     assert_eq!(resp.status(), 303, "the ended session's cookie opens nothing");
-    assert!(!refresh_works(&rp, &tokens).await, "its refresh token is revoked");
+    let rt = tokens.refresh_token().expect("refresh token").secret().clone();
+    let hash = civid::crypto::random::sha256_b64(rt.as_bytes());
+    let row = civid::store::grants::refresh_by_hash(&server.state.db, "test", &hash).await.expect("db").expect("row");
+    assert!(row.revoked_at.is_some(), "the ended session's refresh token is revoked");
+    assert!(!refresh_works(&rp, &tokens).await, "its refresh token fails");
     assert!(signed_in(&server, &other.client).await, "this device stays signed in");
     let html = page(&server, &other.client).await;
     assert!(!html.contains("Safari · iOS"), "the ended session is gone from the list");
