@@ -215,6 +215,20 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
     }));
     let s = state.clone();
     tasks.push(tokio::spawn(async move {
+        // Cancelled accounts past their retention lose their personal data.
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match crate::account::selfservice::purge_due(&s, crate::store::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(accounts = n, "cancelled accounts purged"),
+                Err(e) => tracing::warn!("purging cancelled accounts failed: {e}"),
+            }
+        }
+    }));
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;

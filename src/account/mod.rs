@@ -3,5 +3,6 @@
 pub mod identifiers;
 pub mod recovery;
 pub mod registration;
+pub mod selfservice;
 pub mod senders;
 pub mod users;

@@ -29,6 +29,11 @@ pub async fn start(
     code_to_holder(state, realm, "recover", ident, locale, "recover", "recovery.code_sent", ip).await
 }
 
+/// A cancelled (or purged) account: every path treats it as unknown.
+pub(crate) fn is_gone(u: &user_store::UserRecord) -> bool {
+    u.status == "cancelled" || u.status == "purged"
+}
+
 /// Sends a code for `purpose` (message `what`, see
 /// [`crate::account::registration::compose`]) only if `ident` (a number or
 /// an address) belongs to an account; for an unknown one nothing is sent
@@ -49,8 +54,10 @@ pub(crate) async fn code_to_holder(
         Err(refused) => return Ok(refused),
     };
     let index = ident.blind_index(&state.secrets.sealer);
-    if !user_store::identifier_exists(&state.db, realm, ident.kind(), &index).await? {
-        // Nothing to send, and nothing to tell: the page reads the same.
+    let holder = user_store::find_by_identifier(&state.db, realm, ident.kind(), &index).await?;
+    if holder.is_none_or(|u| is_gone(&u)) {
+        // Nothing to send, and nothing to tell: the page reads the same. A
+        // cancelled account is treated as unknown.
         return Ok(Started::Sent);
     }
     deliver(state, realm, purpose, ident, locale, what, &code, audit_kind, ip).await
@@ -78,6 +85,9 @@ pub(crate) async fn proven_holder(
     let Some(user) = user_store::find_by_identifier(&state.db, realm, ident.kind(), &index).await? else {
         return Ok(Err(Completed::BadCode));
     };
+    if is_gone(&user) {
+        return Ok(Err(Completed::BadCode));
+    }
     let last_used = user.last_login_at.unwrap_or(user.created_at);
     if now() - last_used > DORMANT_SECS || user.status != "active" {
         let reason = if user.status != "active" { "account_disabled" } else { "second_proof_needed" };

@@ -18,6 +18,12 @@ fn profile_aad(realm: &str, user_id: &str) -> Vec<u8> {
     format!("profile\0{realm}\0{user_id}").into_bytes()
 }
 
+/// A profile sealed for storage in the person's row.
+pub fn seal_profile(secrets: &Secrets, realm: &str, user_id: &str, profile: &Profile) -> Result<Vec<u8>> {
+    let json = serde_json::to_string(profile).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(secrets.sealer.seal(&json, &profile_aad(realm, user_id))?)
+}
+
 pub struct NewUser {
     pub identifiers: Vec<Identifier>,
     pub password: Option<String>,

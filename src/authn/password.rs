@@ -37,6 +37,11 @@ pub async fn authenticate(state: &AppState, realm: &str, identifier: &str, secre
     })
     .await?;
     Ok(match user {
+        // A cancelled account answers like an unknown one (same message,
+        // same cost: the hash was checked either way).
+        Some(u) if crate::account::recovery::is_gone(&u) => {
+            Outcome::Failure { reason: "account_cancelled", user_id: Some(u.id) }
+        }
         None => Outcome::Failure { reason: "unknown_identifier", user_id: None },
         Some(u) if !ok => Outcome::Failure { reason: "wrong_password", user_id: Some(u.id) },
         Some(u) if u.status != "active" => Outcome::Failure { reason: "account_disabled", user_id: Some(u.id) },

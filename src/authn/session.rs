@@ -206,17 +206,37 @@ pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Resul
     }))
 }
 
+/// Ends one session: its row, the refresh tokens bound to it (unless issued
+/// for offline access) and its cache entry, so it ends on every node at
+/// once. Returns whether it was live.
+pub async fn end_one(state: &AppState, realm: &str, s: &sessions::SessionRecord, reason: &str) -> Result<bool> {
+    let ended = sessions::end(&state.db, realm, &s.id, reason, now()).await?;
+    crate::store::grants::revoke_session_tokens(&state.db, realm, &s.id).await?;
+    state.eph.delete(&cache_key(realm, &s.token_hash)).await?;
+    Ok(ended)
+}
+
 /// Ends every live session of a person (an operator's "end all sessions",
 /// disabling the account, a password reset): on every node at once, since
 /// the cache entries go too. Refresh tokens bound to them are revoked unless
 /// they were issued for offline access. Returns how many ended.
 pub async fn end_all(state: &AppState, realm: &str, user_id: &str, reason: &str) -> Result<usize> {
+    end_all_but(state, realm, user_id, None, reason).await
+}
+
+/// Like `end_all`, but keeps the session `keep` (the person's own device).
+pub async fn end_all_but(
+    state: &AppState,
+    realm: &str,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+) -> Result<usize> {
     let live = sessions::live_of_user(&state.db, realm, user_id).await?;
-    let t = now();
-    for s in &live {
-        sessions::end(&state.db, realm, &s.id, reason, t).await?;
-        crate::store::grants::revoke_session_tokens(&state.db, realm, &s.id).await?;
-        state.eph.delete(&cache_key(realm, &s.token_hash)).await?;
+    let mut n = 0;
+    for s in live.iter().filter(|s| Some(s.id.as_str()) != keep) {
+        end_one(state, realm, s, reason).await?;
+        n += 1;
     }
-    Ok(live.len())
+    Ok(n)
 }

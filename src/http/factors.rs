@@ -577,7 +577,6 @@ async fn remove(
 }
 
 /// What the account centre shows of a person's passkeys and apps.
-#[allow(dead_code)] // the account centre's page includes it (next commit)
 pub(super) async fn factors_context(state: &SharedState, m: &Me) -> Result<minijinja::Value, PageError> {
     let held = credentials::of_user(&state.db, &m.realm.name, &m.session.user_id, None)
         .await

@@ -18,6 +18,7 @@ use crate::realm::cache::Realm;
 use crate::state::SharedState;
 use crate::web::{Locale, Templates};
 
+mod account;
 pub mod admin;
 pub mod cookies;
 pub mod errors;
@@ -58,6 +59,7 @@ pub fn app(state: SharedState) -> Router {
         .merge(login::routes())
         .merge(register::routes())
         .merge(factors::routes())
+        .merge(account::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -183,3 +183,17 @@ pub async fn family_access_tokens<C: ConnectionTrait>(
         .filter_map(|r| Some((r.access_jti?, r.access_exp?)))
         .collect())
 }
+
+/// A person's grants: only the standing ones, or all (their data export).
+pub async fn of_user<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    user_id: &str,
+    include_revoked: bool,
+) -> Result<Vec<GrantRecord>, DbErr> {
+    let mut q = grant::Entity::find().filter(grant::Column::Realm.eq(realm)).filter(grant::Column::UserId.eq(user_id));
+    if !include_revoked {
+        q = q.filter(grant::Column::RevokedAt.is_null());
+    }
+    q.order_by_desc(grant::Column::CreatedAt).all(db).await
+}

@@ -121,3 +121,26 @@ pub async fn set_authn<C: ConnectionTrait>(
         .await
         .map(|_| ())
 }
+
+/// Every session of a person, newest first (their data export).
+pub async fn all_of_user<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<Vec<SessionRecord>, DbErr> {
+    use sea_orm::QueryOrder;
+    sso_session::Entity::find()
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::UserId.eq(user_id))
+        .order_by_desc(sso_session::Column::CreatedAt)
+        .all(db)
+        .await
+}
+
+/// Forgets where and on what a person's sessions ran (account purge).
+pub async fn forget_devices<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Ip, Expr::value(Option::<String>::None))
+        .col_expr(sso_session::Column::UserAgent, Expr::value(Option::<String>::None))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::UserId.eq(user_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

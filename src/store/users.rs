@@ -141,3 +141,86 @@ pub async fn count<C: ConnectionTrait>(db: &C, realm: &str) -> Result<u64, DbErr
     use sea_orm::PaginatorTrait;
     user::Entity::find().filter(user::Column::Realm.eq(realm)).count(db).await
 }
+
+pub async fn set_profile<C: ConnectionTrait>(db: &C, realm: &str, id: &str, sealed: Vec<u8>) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(user::Column::ProfileSealed, Expr::value(sealed))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Replaces a person's identifier of one kind (a changed phone or email):
+/// the old one is deleted, the new one inserted, verified. Fails (unique
+/// key) if another account holds the new one.
+pub async fn replace_identifier<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    user_id: &str,
+    kind: &str,
+    blind_index: &str,
+    sealed: Vec<u8>,
+) -> Result<(), DbErr> {
+    user_identifier::Entity::delete_many()
+        .filter(user_identifier::Column::Realm.eq(realm))
+        .filter(user_identifier::Column::UserId.eq(user_id))
+        .filter(user_identifier::Column::Kind.eq(kind))
+        .exec(db)
+        .await?;
+    insert_identifier(db, realm, kind, blind_index, user_id, sealed, true).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Marks an account cancelled (注销); its personal data goes after `purge_after`.
+pub async fn cancel<C: ConnectionTrait>(db: &C, realm: &str, id: &str, purge_after: i64) -> Result<bool, DbErr> {
+    let r = user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value("cancelled"))
+        .col_expr(user::Column::PurgeAfter, Expr::value(purge_after))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::Status.ne("cancelled"))
+        .filter(user::Column::Status.ne("purged"))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected > 0)
+}
+
+/// Cancelled accounts whose retention ended by `at`.
+pub async fn due_for_purge<C: ConnectionTrait>(db: &C, realm: &str, at: i64) -> Result<Vec<UserRecord>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Status.eq("cancelled"))
+        .filter(user::Column::PurgeAfter.lte(at))
+        .all(db)
+        .await
+}
+
+/// Deletes a cancelled account's identifiers and sealed profile; the
+/// anonymised row stays (status `purged`) so that its id is never reused.
+pub async fn purge<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<(), DbErr> {
+    user_identifier::Entity::delete_many()
+        .filter(user_identifier::Column::Realm.eq(realm))
+        .filter(user_identifier::Column::UserId.eq(id))
+        .exec(db)
+        .await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value("purged"))
+        .col_expr(user::Column::ProfileSealed, Expr::value(Option::<Vec<u8>>::None))
+        .col_expr(user::Column::PasswordHash, Expr::value(Option::<String>::None))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Realm.eq(realm))
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

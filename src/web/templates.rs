@@ -17,6 +17,9 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("second.html", include_str!("templates/second.html")),
     ("totp.html", include_str!("templates/totp.html")),
     ("account_factors.html", include_str!("templates/account_factors.html")),
+    ("account.html", include_str!("templates/account.html")),
+    ("account_verify.html", include_str!("templates/account_verify.html")),
+    ("account_cancel.html", include_str!("templates/account_cancel.html")),
 ];
 
 /// The page templates, ready to render. Cheap to share (`Arc` it or clone it

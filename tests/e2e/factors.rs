@@ -123,6 +123,8 @@ async fn authenticator_app_is_a_second_step_and_satisfies_step_up() {
     let b2 = browser();
     let (_, next, nonce, verifier) = start(&b2, &portal_b).await;
     let html = b2.get(format!("{base}{next}")).send().await.expect("login").text().await.expect("html");
+    assert!(html.contains("autocomplete=\"username webauthn\""), "passkey autofill offered");
+    assert!(html.contains("id=\"passkey-signin\""), "and a passkey button");
     let login = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),

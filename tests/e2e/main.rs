@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on a free port, driven by the
 //! `openidconnect` crate as a portal would use it and by a cookie-keeping
 //! HTTP client as a browser. One test binary keeps build times down.
+mod account;
 mod admin;
 mod audit;
 mod browser;

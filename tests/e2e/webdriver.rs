@@ -224,7 +224,9 @@ impl Browser {
     }
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        let found = self.post("/elements", json!({ "using": "css selector", "value": css })).await;
+        let q = json!({ "using": "css selector", "value": css });
+        // A page that is navigating away has no elements.
+        let found = self.cmd(reqwest::Method::POST, "/elements", Some(q)).await.unwrap_or(Value::Null);
         found
             .as_array()
             .map(|a| a.iter().filter_map(|e| e[ELEMENT_KEY].as_str()).map(|s| Element(s.to_string())).collect())
@@ -241,6 +243,11 @@ impl Browser {
 
     pub async fn click(&self, el: &Element) {
         self.post(&format!("/element/{}/click", el.0), json!({})).await;
+    }
+
+    /// Clicks unless the element is gone (the page moved on meanwhile).
+    pub async fn try_click(&self, el: &Element) -> bool {
+        self.cmd(reqwest::Method::POST, &format!("/element/{}/click", el.0), Some(json!({}))).await.is_ok()
     }
 
     /// Types into an input (appends to what it holds).
