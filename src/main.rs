@@ -628,6 +628,11 @@ async fn admin_command(command: AdminCmd, settings: Settings) -> Result<(), Stri
             let pw = read_password()?;
             let id = civid::admin::actions::bootstrap(&ops.db, &secrets, &username, pw).await?;
             println!("created administrator {username} ({id}) with every role in every realm");
+            println!(
+                "next: sign in at {}/realms/admin/account and add an authenticator app or a passkey; \
+                 the admin API asks for it",
+                ops.settings.public_url.trim_end_matches('/')
+            );
             Ok(())
         }
         AdminCmd::Grant { username, role, realm } => {

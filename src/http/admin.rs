@@ -135,6 +135,22 @@ async fn caller(state: &SharedState, headers: &HeaderMap, ip: Option<String>) ->
     if !aud_ok || at.claims.get("auth_time").is_none() {
         return Err(unauthorized("the token was not issued to an administrator for the admin API"));
     }
+    // The client's step-up policy (admin-cli: a second factor), checked
+    // again on the token: RFC 9470's insufficient_user_authentication.
+    let amr: Vec<String> = at
+        .claims
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let client = at.claims.get("client_id").and_then(Value::as_str).and_then(|c| admin.client(c));
+    if client.is_none_or(|c| !c.settings.require_authn.met_by(&amr)) {
+        return Err(Problem::new(
+            401,
+            "insufficient_user_authentication",
+            "sign in with a second factor (an authenticator app or a passkey) to use the admin API".to_string(),
+        ));
+    }
     let grant = at.grant.ok_or_else(|| unauthorized("the grant was revoked"))?;
     let roles = admins::roles_of(&state.db, &grant.user_id).await?;
     Ok(Caller { user_id: grant.user_id, roles, ip })

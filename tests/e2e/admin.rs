@@ -3,8 +3,27 @@
 //! every change audited; the OpenAPI document matches the routes.
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, browser, query_param};
+use crate::harness::{TestServer, browser, hidden, location, query_param};
 use crate::steps::sign_in;
+
+fn totp_code(secret: &str, ahead: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    civid::authn::totp::code_at(secret, now + ahead).expect("code")
+}
+
+/// Adds an authenticator app to an administrator; returns its secret.
+pub async fn enrol_totp(server: &TestServer, username: &str) -> String {
+    use civid::account::identifiers::Identifier;
+    use civid::authn::totp::{self, Confirmed};
+    let s = &server.state;
+    let index = Identifier::username(username).expect("username").blind_index(&s.secrets.sealer);
+    let user = civid::store::users::find_by_identifier(&s.db, "admin", "username", &index).await.expect("db").expect("user");
+    let realm = s.realms.get("admin").expect("admin realm");
+    let e = totp::start(s, &realm, &user.id, username).await.expect("enrol");
+    let done = totp::confirm(s, &realm, &user.id, &e.id, &totp_code(&e.secret, 0), "app").await.expect("confirm");
+    assert!(matches!(done, Confirmed::Added { .. }));
+    e.secret
+}
 
 /// Signs an administrator in through the admin realm's native client and
 /// returns an access token for the admin API.
@@ -16,7 +35,17 @@ pub async fn admin_token(server: &TestServer, username: &str, password: &str) ->
          &scope=openid&code_challenge={challenge}&code_challenge_method=S256&resource=urn%3Acivid%3Aadmin-api",
         server.issuer("admin")
     );
-    let callback = sign_in(&browser(), &url, username, password).await;
+    // Administrators need a second factor: an authenticator app, enrolled
+    // here as a person would in the account centre.
+    let secret = enrol_totp(server, username).await;
+    let b = browser();
+    let second = sign_in(&b, &url, username, password).await;
+    assert!(second.starts_with("/realms/admin/login/second?tx="), "a second step for administrators: {second}");
+    let page = b.get(format!("{}{second}", server.url)).send().await.expect("second").text().await.expect("html");
+    let form = [("csrf", hidden(&page, "csrf")), ("tx", hidden(&page, "tx")), ("code", totp_code(&secret, 30))];
+    let resp = b.post(format!("{}/realms/admin/login/second", server.url)).form(&form).send().await.expect("code");
+    assert_eq!(resp.status(), 303);
+    let callback = location(&resp);
     let code = query_param(&callback, "code").expect("code");
     let body: Value = reqwest::Client::new()
         .post(format!("{}/token", server.issuer("admin")))
