@@ -248,12 +248,13 @@ pub async fn complete(
     policy: &PasswordPolicy,
     ident: &Identifier,
     code: &str,
-    password: &str,
-    repeated: &str,
+    password: Option<(&str, &str)>,
     ip: Option<&str>,
 ) -> Result<Completed> {
-    if let Some(refusal) =
-        new_password_refused(state, realm, policy, ident, password, repeated, "registration", ip).await?
+    // `None`: no password; the person adds a passkey right after.
+    if let Some((password, repeated)) = password
+        && let Some(refusal) =
+            new_password_refused(state, realm, policy, ident, password, repeated, "registration", ip).await?
     {
         return Ok(refusal);
     }
@@ -262,8 +263,11 @@ pub async fn complete(
         audit::record(state, Event::new(realm, "registration", "failure").ip(ip).detail(detail)).await;
         return Ok(Completed::BadCode);
     }
-    let new =
-        NewUser { identifiers: vec![ident.clone()], password: Some(password.to_string()), profile: Profile::default() };
+    let new = NewUser {
+        identifiers: vec![ident.clone()],
+        password: password.map(|(p, _)| p.to_string()),
+        profile: Profile::default(),
+    };
     match users::create(&state.db, &state.secrets, realm, new).await {
         Ok(id) => {
             audit::record(
@@ -271,7 +275,7 @@ pub async fn complete(
                 Event::new(realm, "registration", "success")
                     .actor(&id)
                     .ip(ip)
-                    .detail(serde_json::json!({ "method": method(ident) })),
+                    .detail(serde_json::json!({ "method": method(ident), "password": password.is_some() })),
             )
             .await;
             Ok(Completed::Created(id))

@@ -12,8 +12,8 @@ use minijinja::context;
 use serde_json::json;
 
 use super::login::{
-    PageResult, TxCtx, client_name, current_session, form_get, load_tx, no_store, realm_name, respond, signed_in_with,
-    submitted, switch_url,
+    PageResult, TxCtx, client_name, current_session, form_get, load_tx, no_store, open_session, realm_name, respond,
+    signed_in_with, submitted, switch_url, with_session_cookie,
 };
 use super::{ClientIp, PageError, form_pairs, query_pairs};
 use crate::audit;
@@ -33,6 +33,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/realms/{realm}/passkey/options", post(signin_options))
         .route("/realms/{realm}/passkey/signin", post(signin_finish))
         .route("/realms/{realm}/login/second", get(second_page).post(second_submit))
+        .route("/realms/{realm}/login/passkey", get(passkey_setup_page))
+        .route("/realms/{realm}/login/continue", get(continue_flow))
         .route("/realms/{realm}/account/passkeys/options", post(add_passkey_options))
         .route("/realms/{realm}/account/passkeys", post(add_passkey))
         .route("/realms/{realm}/account/totp", get(totp_page).post(totp_confirm))
@@ -433,7 +435,18 @@ async fn add_passkey(
                 ev("success").detail(json!({ "kind": "passkey", "id": id, "discoverable": discoverable })),
             )
             .await;
-            json_reply(StatusCode::OK, json!({ "redirect": format!("/realms/{}/account?done=passkey", m.realm.name) }))
+            // Added during a sign-in (registration without a password): on
+            // to the portal; otherwise back to the account centre.
+            let next = get("next");
+            let to = if !next.is_empty()
+                && next.len() <= 64
+                && next.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                format!("/realms/{}/login/continue?tx={next}", m.realm.name)
+            } else {
+                format!("/realms/{}/account?done=passkey", m.realm.name)
+            };
+            json_reply(StatusCode::OK, json!({ "redirect": to }))
         }
         Ok(Registered::Expired) => json_error(m.loc, "passkey.error.expired"),
         Ok(Registered::Rejected(why)) => {
@@ -605,4 +618,77 @@ pub(super) async fn factors_context(state: &SharedState, m: &Me) -> Result<minij
         passkey_finish => format!("/realms/{}/account/passkeys", m.realm.name),
         totp_url => format!("/realms/{}/account/totp", m.realm.name),
     })
+}
+
+// ---------------------------------------------------------------------------
+// Registration without a password: signed in, then a passkey, then on.
+
+/// A person who registered without a password is signed in (the session
+/// is fresh in the transaction) and asked for a passkey before the portal.
+pub(super) async fn signed_in_to_add_passkey(
+    state: &SharedState,
+    mut c: TxCtx,
+    user_id: &str,
+    ip: Option<&str>,
+    event_kind: &'static str,
+    amr: &str,
+) -> PageResult {
+    let (cookie, _, _) = open_session(state, &mut c, user_id, ip, event_kind, vec![amr.to_string()]).await?;
+    flow::save_tx(state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
+    let to = format!("/realms/{}/login/passkey?tx={}", c.realm.name, c.tx_id);
+    Ok(with_session_cookie(state, &c.realm, no_store(Redirect::to(&to).into_response()), &cookie))
+}
+
+/// The transaction and the session it just started, or an expired page.
+async fn fresh_in_tx(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
+) -> Result<(TxCtx, Me), PageError> {
+    let params = query_pairs(q);
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(state, name, headers, get("tx"), get("ui_locales")).await?;
+    let m = me(state, name, headers).await?;
+    match m {
+        Some(m) if c.tx.fresh_session.as_deref() == Some(m.session.id.as_str()) => {
+            let loc = c.loc;
+            Ok((c, Me { loc, ..m }))
+        }
+        _ => Err(PageError(Error::page(400, "error.expired"), c.loc)),
+    }
+}
+
+async fn passkey_setup_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let (c, m) = fresh_in_tx(&state, &name, &headers, q.as_deref()).await?;
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        csrf => m.csrf(&state, "factors"),
+        tx => c.tx_id.clone(),
+        passkey_options => format!("/realms/{}/account/passkeys/options", c.realm.name),
+        passkey_finish => format!("/realms/{}/account/passkeys", c.realm.name),
+        continue_url => format!("/realms/{}/login/continue?tx={}", c.realm.name, c.tx_id),
+    };
+    Ok(no_store(Html(super::render("passkey_setup.html", c.loc, ctx)).into_response()))
+}
+
+/// Goes on with the portal's request after the passkey step (added or
+/// skipped): only for the session that this transaction started.
+async fn continue_flow(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let (c, m) = fresh_in_tx(&state, &name, &headers, q.as_deref()).await?;
+    let next = flow::proceed(&state, &c.realm, c.tx.clone(), Some(&c.tx_id), Some((m.token_hash, m.session)))
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    Ok(respond(&c.realm, next))
 }

@@ -374,6 +374,29 @@ pub(super) async fn signed_in_with(
     event_kind: &'static str,
     amr: Vec<String>,
 ) -> PageResult {
+    let (cookie, token_hash, sess) = open_session(state, &mut c, user_id, ip, event_kind, amr).await?;
+    let r = c.realm.clone();
+    let next = flow::proceed(state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    Ok(with_session_cookie(state, &r, respond(&r, next), &cookie))
+}
+
+pub(super) fn with_session_cookie(state: &SharedState, r: &Realm, resp: Response, cookie: &str) -> Response {
+    let https = state.settings.https();
+    with_cookie(resp, &cookies::set(&session::cookie_name(&r.name, https), cookie, https, None))
+}
+
+/// Starts the SSO session of a sign-in within the transaction (marked as
+/// fresh in it); returns the cookie value, its digest and the session.
+pub(super) async fn open_session(
+    state: &SharedState,
+    c: &mut TxCtx,
+    user_id: &str,
+    ip: Option<&str>,
+    event_kind: &'static str,
+    amr: Vec<String>,
+) -> Result<(String, String, SsoSession), PageError> {
     let r = c.realm.clone();
     let sid = session::new_id().map_err(|e| PageError(e, c.loc))?;
     let event = audit::Event::new(&r.name, event_kind, "success")
@@ -403,11 +426,7 @@ pub(super) async fn signed_in_with(
     let sess = session::started(state, rec).await;
     c.tx.fresh_session = Some(sess.id.clone());
     let token_hash = random::sha256_b64(cookie.as_bytes());
-    let next = flow::proceed(state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
-        .await
-        .map_err(|e| PageError(e, c.loc))?;
-    let https = state.settings.https();
-    Ok(with_cookie(respond(&r, next), &cookies::set(&session::cookie_name(&r.name, https), &cookie, https, None)))
+    Ok((cookie, token_hash, sess))
 }
 
 async fn cancel(

@@ -187,6 +187,7 @@ fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response
         n => v.n.or(v.retry_after),
         min_length => policy.min_length.max(1),
         max_length => policy.max_length,
+        passkey_instead => v.flow == Flow::Register && c.realm.settings.accounts.allows("passkey"),
         restart_url => format!("{base}?tx={}", c.tx_id),
         login_url => format!("/realms/{}/login?tx={}", c.realm.name, c.tx_id),
         switch_url => switch_url(&action, &c.tx_id, c.loc),
@@ -325,8 +326,13 @@ async fn verify_submit(
     let pw2 = form_get(&form, "password2").unwrap_or_default();
     let policy = &c.realm.settings.accounts.password;
     let r = c.realm.name.as_str();
+    // Registration may skip the password for a passkey, added right after.
+    let passkey_instead = flow == Flow::Register
+        && form_get(&form, "skip") == Some("passkey")
+        && c.realm.settings.accounts.allows("passkey");
+    let password = (!passkey_instead).then_some((pw, pw2));
     let done = match flow {
-        Flow::Register => registration::complete(&state, r, policy, &ident, code, pw, pw2, ip.as_deref()).await,
+        Flow::Register => registration::complete(&state, r, policy, &ident, code, password, ip.as_deref()).await,
         Flow::Recover => recovery::complete(&state, r, policy, &ident, code, pw, pw2, ip.as_deref()).await,
         Flow::SmsLogin => sms::complete(&state, r, &ident, code, ip.as_deref()).await,
     }
@@ -342,6 +348,9 @@ async fn verify_submit(
             };
             // RFC 8176: a code by SMS is `sms`, one by email a plain `otp`.
             let amr = if email { "otp" } else { "sms" };
+            if passkey_instead {
+                return super::factors::signed_in_to_add_passkey(&state, c, &user_id, ip.as_deref(), kind, amr).await;
+            }
             return first_factor(&state, c, &user_id, ip.as_deref(), kind, amr).await;
         }
         Completed::SecondProof if flow == Flow::SmsLogin => "smslogin.error.second_proof",

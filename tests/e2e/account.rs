@@ -657,8 +657,7 @@ async fn account_cancellation_then_purge_frees_the_number() {
         &civid::realm::model::PasswordPolicy::default(),
         &phone,
         &code,
-        "a brand new password",
-        "a brand new password",
+        Some(("a brand new password", "a brand new password")),
         None,
     )
     .await

@@ -17,7 +17,8 @@ pub async fn enrol_totp(server: &TestServer, username: &str) -> String {
     use civid::authn::totp::{self, Confirmed};
     let s = &server.state;
     let index = Identifier::username(username).expect("username").blind_index(&s.secrets.sealer);
-    let user = civid::store::users::find_by_identifier(&s.db, "admin", "username", &index).await.expect("db").expect("user");
+    let user =
+        civid::store::users::find_by_identifier(&s.db, "admin", "username", &index).await.expect("db").expect("user");
     let realm = s.realms.get("admin").expect("admin realm");
     let e = totp::start(s, &realm, &user.id, username).await.expect("enrol");
     let done = totp::confirm(s, &realm, &user.id, &e.id, &totp_code(&e.secret, 0), "app").await.expect("confirm");

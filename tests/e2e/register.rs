@@ -708,3 +708,51 @@ async fn a_realm_without_registration_or_sms_sign_in_offers_neither() {
 fn detail(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn register_without_a_password_to_add_a_passkey_then_continue() {
+    let server = TestServer::start().await;
+    let b = browser();
+    let html = registration_page(&server, &b).await;
+    let url = format!("{}/realms/test/register", server.url);
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("phone", "137 0000 1234".into())];
+    let resp = b.post(&url).form(&form).send().await.expect("post");
+    assert_eq!(resp.status(), 303);
+    let code = code_in(&last_sms(&server).body).expect("code");
+    let verify =
+        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("verify").text().await.expect("html");
+    assert!(verify.contains("name=\"skip\" value=\"passkey\""), "the passkey instead of a password is offered");
+    let form = [
+        ("csrf", hidden(&verify, "csrf")),
+        ("tx", hidden(&verify, "tx")),
+        ("code", code),
+        ("password", String::new()),
+        ("password2", String::new()),
+        ("skip", "passkey".into()),
+    ];
+    let done = b.post(format!("{url}/verify")).form(&form).send().await.expect("post");
+    assert_eq!(done.status(), 303);
+    let setup = location(&done);
+    assert!(setup.starts_with("/realms/test/login/passkey?tx="), "{setup}");
+    // The passkey page, in the session the registration started.
+    let page = b.get(format!("{}{setup}", server.url)).send().await.expect("setup");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("html").replace("&#x2f;", "/").replace("&amp;", "&");
+    assert!(page.contains("id=\"passkey-add\"") && page.contains("data-next=\""), "{page}");
+    let cont = page.split("href=\"").find(|s| s.starts_with("/realms/test/login/continue?")).expect("continue link");
+    let cont = cont.split('"').next().unwrap_or_default().to_string();
+    // Another browser cannot continue someone else's sign-in.
+    let other = browser().get(format!("{}{cont}", server.url)).send().await.expect("other");
+    assert_eq!(other.status(), 400);
+    // Skipping goes on to the portal, signed in.
+    let resp = b.get(format!("{}{cont}", server.url)).send().await.expect("continue");
+    assert_eq!(resp.status(), 303);
+    let back = location(&resp);
+    assert!(back.starts_with("https://b.example.test/cb?") && query_param(&back, "code").is_some(), "{back}");
+    // There is no password to guess: a password sign-in fails.
+    let outcome = civid::authn::password::authenticate(&server.state, "test", "13700001234", String::new()).await;
+    assert!(matches!(outcome.expect("auth"), civid::authn::password::Outcome::Failure { .. }));
+    let events = civid::store::audit::list(&server.state.db, "test", Some("registration"), 5).await.expect("audit");
+    assert!(events.iter().any(|e| e.outcome == "success" && e.detail.contains("\"password\":false")));
+    server.stop().await;
+}

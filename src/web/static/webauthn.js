@@ -132,6 +132,7 @@
           csrf: box.dataset.csrf,
           ceremony: ceremony,
           name: name ? name.value : "",
+          next: box.dataset.next || "",
           credential: JSON.stringify(json)
         }).then(function (data) { follow(box, data); });
       }).catch(function (e) {

@@ -3,6 +3,11 @@
 
 pub const ZH_CN: &[(&str, &str)] = &[
     ("passkey.signin", "使用通行密钥登录"),
+    ("passkey.setup.title", "添加通行密钥"),
+    ("passkey.setup.subtitle", "账号已创建。添加通行密钥后，您可以用手机的指纹、面容或锁屏密码登录，无需密码。"),
+    ("passkey.setup.later", "也可以稍后在账户中心添加；在此之前，您可以使用短信验证码登录。"),
+    ("passkey.setup.skip", "暂不添加，继续访问{client}"),
+    ("register.passkey_instead", "不设密码，改用通行密钥"),
     ("passkey.error.failed", "通行密钥验证未成功，请重试或使用其他方式登录。"),
     ("passkey.error.cancelled", "已取消。您可以重试，或使用其他方式登录。"),
     ("passkey.error.disabled", "本平台未启用通行密钥。"),
@@ -46,6 +51,14 @@ pub const ZH_CN: &[(&str, &str)] = &[
 
 pub const EN: &[(&str, &str)] = &[
     ("passkey.signin", "Sign in with a passkey"),
+    ("passkey.setup.title", "Add a passkey"),
+    (
+        "passkey.setup.subtitle",
+        "Your account is ready. With a passkey you sign in with your phone's fingerprint, face or screen lock, without a password.",
+    ),
+    ("passkey.setup.later", "You can also add one later in your account; until then you can sign in with an SMS code."),
+    ("passkey.setup.skip", "Not now, continue to {client}"),
+    ("register.passkey_instead", "No password, use a passkey instead"),
     ("passkey.error.failed", "The passkey could not be verified. Try again or sign in another way."),
     ("passkey.error.cancelled", "Cancelled. You can try again or sign in another way."),
     ("passkey.error.disabled", "Passkeys are not enabled here."),
