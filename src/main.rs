@@ -209,6 +209,13 @@ enum UserCmd {
         realm: String,
         id: String,
     },
+    /// Remove the person's passkeys and authenticator apps (a lost phone)
+    /// and end their sessions.
+    ResetFactors {
+        #[arg(long)]
+        realm: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -751,6 +758,7 @@ async fn user_command(command: UserCmd, settings: Settings) -> Result<(), String
         UserCmd::Enable { realm, id } => actions::user_set_enabled(&state, &cli_actor(), &realm, &id, true).await,
         UserCmd::EndSessions { realm, id } => actions::user_end_sessions(&state, &cli_actor(), &realm, &id).await,
         UserCmd::ResetPassword { realm, id } => actions::user_reset_password(&state, &cli_actor(), &realm, &id).await,
+        UserCmd::ResetFactors { realm, id } => actions::user_reset_factors(&state, &cli_actor(), &realm, &id).await,
     }
     .map_err(problem)?;
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());

@@ -321,6 +321,24 @@ pub async fn user_reset_password(state: &AppState, actor: &Actor<'_>, realm: &st
     Ok(json!({ "id": id, "temporary_password": temp, "sessions_ended": ended }))
 }
 
+/// Removes a person's passkeys and authenticator apps (a lost phone, after
+/// the helpdesk checked who they are) and ends their sessions; they sign in
+/// with their password or an SMS code again and add new ones.
+pub async fn user_reset_factors(state: &AppState, actor: &Actor<'_>, realm: &str, id: &str) -> Result<Value, Problem> {
+    users::get(&state.db, realm, id).await?.ok_or_else(|| Problem::not_found(format!("user {id}")))?;
+    let removed = crate::store::credentials::delete_all_of_user(&state.db, realm, id).await?;
+    let ended = session::end_all(state, realm, id, "factors_reset").await?;
+    audit_change(
+        state,
+        actor,
+        realm,
+        "admin.user.factors_reset",
+        json!({ "user": id, "credentials_removed": removed, "sessions_ended": ended }),
+    )
+    .await;
+    Ok(json!({ "id": id, "credentials_removed": removed, "sessions_ended": ended }))
+}
+
 /// Creates the first administrator, with every role on every realm.
 pub async fn bootstrap(
     state_db: &store::Db,

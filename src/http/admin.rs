@@ -38,6 +38,7 @@ pub fn app(state: SharedState) -> Router {
         .route(&format!("{v1}/{{realm}}/users/{{id}}/enable"), post(user_enable))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/sessions/end"), post(user_end_sessions))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/password/reset"), post(user_reset_password))
+        .route(&format!("{v1}/{{realm}}/users/{{id}}/factors/reset"), post(user_reset_factors))
         .route(&format!("{v1}/{{realm}}/audit"), get(audit_query))
         .route(&format!("{v1}/{{realm}}/statistics"), get(statistics))
         .fallback(|| async { problem(Problem::not_found("no such admin endpoint")) })
@@ -411,6 +412,17 @@ async fn user_reset_password(
     let c = caller(&s, &h, ip).await?;
     c.require(&realm, Action::ManageUsers)?;
     ok(actions::user_reset_password(&s, &c.actor(), &realm, &id).await?)
+}
+
+async fn user_reset_factors(
+    State(s): State<SharedState>,
+    Path((realm, id)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+) -> ApiResult {
+    let c = caller(&s, &h, ip).await?;
+    c.require(&realm, Action::ManageUsers)?;
+    ok(actions::user_reset_factors(&s, &c.actor(), &realm, &id).await?)
 }
 
 #[derive(Deserialize)]

@@ -122,6 +122,15 @@ pub const OPERATIONS: &[Op] = &[
         None,
     ),
     (
+        "post",
+        "/{realm}/users/{id}/factors/reset",
+        "resetUserFactors",
+        "Remove the passkeys and authenticator apps of a person and end sessions",
+        "realm-admin, helpdesk",
+        &[],
+        None,
+    ),
+    (
         "get",
         "/{realm}/audit",
         "queryAudit",

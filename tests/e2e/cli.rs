@@ -187,6 +187,15 @@ async fn cli_mirrors_the_everyday_admin_actions() {
     let temp = v["temporary_password"].as_str().expect("temporary password").to_string();
     let outcome = civid::authn::password::authenticate(&server.state, "test", "clihelp", temp).await.expect("auth");
     assert!(matches!(outcome, civid::authn::password::Outcome::Success { .. }), "the one-time password works");
+    // A lost phone: the helpdesk removes the person's authenticator app.
+    server.enrol_totp("test", &id).await;
+    let (ok, out, err) = civid(&["user", "reset-factors", "--realm", "test", &id], &env, None);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"credentials_removed\": 1"), "{out}");
+    let left = civid::store::credentials::of_user(&server.state.db, "test", &id, None).await.expect("db");
+    assert!(left.is_empty(), "no second factor left");
+    let audited = civid::store::audit::list(&server.state.db, "test", Some("admin.user.factors_reset"), 5).await;
+    assert_eq!(audited.expect("audit").len(), 1);
     let (ok, _, err) = civid(&["user", "disable", "--realm", "test", &id], &env, None);
     assert!(ok, "{err}");
     let outcome = civid::authn::password::authenticate(

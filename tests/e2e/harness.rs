@@ -268,6 +268,20 @@ impl TestServer {
         .expect("create user")
     }
 
+    /// Adds an authenticator app to a person, as the account centre does;
+    /// returns its secret (for `civid::authn::totp::code_at`).
+    pub async fn enrol_totp(&self, realm: &str, user_id: &str) -> String {
+        use civid::authn::totp::{self, Confirmed};
+        let s = &self.state;
+        let r = s.realms.get(realm).expect("realm");
+        let e = totp::start(s, &r, user_id, "enrolled by a test").await.expect("enrol");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let code = totp::code_at(&e.secret, now).expect("code");
+        let done = totp::confirm(s, &r, user_id, &e.id, &code, "app").await.expect("confirm");
+        assert!(matches!(done, Confirmed::Added { .. }));
+        e.secret
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
