@@ -197,6 +197,9 @@ struct View {
     errors: Vec<(&'static str, String)>,
     values: Vec<(&'static str, String)>,
     retry_after: Option<u64>,
+    /// A portal's sign-in waiting for a stronger authentication (step-up):
+    /// its resume URL and the portal's name.
+    continue_to: Option<(String, String)>,
 }
 
 fn time(t: i64) -> String {
@@ -260,7 +263,10 @@ async fn render_page(state: &SharedState, c: &Ctx, done: Option<&str>, v: View) 
     let factors = super::factors::factors_context(state, &me).await?;
     let ctx = context! {
         factors => factors,
+        continue_url => v.continue_to.as_ref().map(|c| c.0.clone()),
+        continue_client => v.continue_to.as_ref().map(|c| c.1.clone()),
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         switch_url => switch,
         name => values.get("name").cloned().unwrap_or(o.name),
         phone => o.phone,
@@ -322,7 +328,28 @@ async fn account_page(
     };
     let params = query_pairs(q.as_deref());
     let done = params.iter().find(|(k, _)| k == "done").map(|(_, v)| v.as_str());
-    render_page(&state, &c, done, View::default()).await
+    // Sent here by a portal's step-up to add a second factor: the page
+    // offers the way back to it for as long as that sign-in lives.
+    let https = state.settings.https();
+    let cookie = format!("{}civid-continue-{}", if https { "__Host-" } else { "" }, c.realm.name);
+    let asked = params.iter().find(|(k, _)| k == "continue").map(|(_, v)| v.clone());
+    let tx_id = asked.clone().or_else(|| cookies::get(&headers, &cookie));
+    let mut continue_to = None;
+    if let Some(t) = tx_id
+        .as_deref()
+        .filter(|t| t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        && let Some(binding) = cookies::get(&headers, cookies::binding_name(https))
+        && let Ok(Some(tx)) = flow::load_tx(&state, &c.realm, t, &binding).await
+    {
+        let to = format!("/realms/{}/login?tx={t}", c.realm.name);
+        continue_to = Some((to, client_name(&c.realm, &tx.request.client_id, c.loc)));
+    }
+    let remember = asked.filter(|_| continue_to.is_some());
+    let resp = render_page(&state, &c, done, View { continue_to, ..View::default() }).await?;
+    Ok(match remember {
+        Some(t) => with_cookie(resp, &cookies::set(&cookie, &t, https, Some(1800))),
+        None => resp,
+    })
 }
 
 async fn profile_submit(
@@ -383,7 +410,8 @@ async fn change_start(
     }
     let started = selfsvc::start_change(&state, c.who(), &new, c.loc).await.map_err(|e| c.err(e))?;
     if let Some((error, retry_after)) = started_error(started) {
-        let v = View { errors: vec![(kind, error.into())], values: vec![(kind, typed)], retry_after };
+        let v =
+            View { errors: vec![(kind, error.into())], values: vec![(kind, typed)], retry_after, ..View::default() };
         return render_page(&state, &c, None, v).await;
     }
     Ok(no_store(Redirect::to(&c.url("/verify", &[("kind", kind)])).into_response()))
@@ -392,6 +420,7 @@ async fn change_start(
 fn verify_view(state: &SharedState, c: &Ctx, kind: &str, to: &Identifier, error: Option<&str>) -> Response {
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         kind => kind,
         to => crate::admin::mask(kind, to.value()),
         action => c.url("/verify", &[]),
@@ -589,6 +618,7 @@ fn farewell(state: &SharedState, realm: &Realm, loc: Locale, ui: Option<&str>, t
     }
     let ctx = context! {
         realm_name => realm_name(realm, loc),
+        realm_logo => super::login::realm_logo(realm),
         title => title,
         message => message,
         link_url => back,
@@ -635,6 +665,7 @@ fn cancel_view(
 ) -> Response {
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         action => c.url("/cancel", &[]),
         csrf => c.csrf(state, "cancel"),
         back_url => c.url("", &[]),

@@ -179,6 +179,7 @@ fn second_view(
     let stepping_up = c.tx.pending.as_ref().is_some_and(|p| p.session_id.is_some());
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
         required => !flow::required_authn(&c.realm, &c.tx.request).met_by(&[]),
         stepping_up => stepping_up,
@@ -466,6 +467,7 @@ fn totp_view(
 ) -> Response {
     let ctx = context! {
         realm_name => realm_name(&m.realm, m.loc),
+        realm_logo => super::login::realm_logo(&m.realm),
         action => format!("/realms/{}/account/totp", m.realm.name),
         account_url => format!("/realms/{}/account", m.realm.name),
         csrf => m.csrf(state, "factors"),
@@ -668,6 +670,7 @@ async fn passkey_setup_page(
     let (c, m) = fresh_in_tx(&state, &name, &headers, q.as_deref()).await?;
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
         csrf => m.csrf(&state, "factors"),
         tx => c.tx_id.clone(),

@@ -167,6 +167,19 @@ pub(super) fn client_name(r: &Realm, client_id: &str, loc: Locale) -> String {
     }
 }
 
+/// The realm's logo for the page header, if it is one the pages' CSP
+/// loads: a path on this server or an image `data:` URI.
+pub(super) fn realm_logo(r: &Realm) -> Option<String> {
+    logo_of(&r.settings.accounts.logo)
+}
+
+fn logo_of(logo: &str) -> Option<String> {
+    let logo = logo.trim();
+    let local = logo.starts_with('/') && !logo.starts_with("//") && !logo.contains('\\');
+    let data = logo.starts_with("data:image/") && logo.len() <= 64 * 1024;
+    (local || data).then(|| logo.to_string())
+}
+
 pub(super) fn realm_name(r: &Realm, loc: Locale) -> String {
     match loc {
         Locale::En if !r.settings.display_name_en.is_empty() => r.settings.display_name_en.clone(),
@@ -189,6 +202,7 @@ fn login_page_with(
     let path = format!("/realms/{}/login", c.realm.name);
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
         action => path.clone(),
         cancel_action => format!("/realms/{}/login/cancel", c.realm.name),
@@ -460,6 +474,7 @@ async fn consent_page(
     let path = format!("/realms/{}/consent", c.realm.name);
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
         client_uri => client.map(|c| c.settings.client_uri.clone()).filter(|u| !u.is_empty()),
         scopes => crate::oidc::scopes(&c.tx.request.scope),
@@ -504,4 +519,22 @@ async fn consent_submit(
         .await
         .map_err(|e| PageError(e, c.loc))?;
     Ok(respond(&c.realm, next))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_local_or_data_logos_are_shown() {
+        for (l, want) in [
+            ("/static/logo.svg", true),
+            ("data:image/png;base64,AAAA", true),
+            ("https://evil.example/logo.png", false),
+            ("//evil.example/logo.png", false),
+            ("/\\evil.example/logo.png", false),
+            ("javascript:alert(1)", false),
+            ("", false),
+        ] {
+            assert_eq!(super::logo_of(l).is_some(), want, "{l}");
+        }
+    }
 }

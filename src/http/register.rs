@@ -174,6 +174,7 @@ fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response
     let policy = &c.realm.settings.accounts.password;
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => super::login::realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
         flow => v.flow.name(),
         step => v.step,

@@ -69,13 +69,18 @@ async fn authenticator_app_is_a_second_step_and_satisfies_step_up() {
 
     // A portal demanding a second factor: the person has none yet, so the
     // step-up page says how to add one (and is not a dead end).
-    let (_, next, _, _) = start(&b, &portal_d).await;
+    let (_, next, nonce, verifier) = start(&b, &portal_d).await;
     let resp = b.get(format!("{base}{next}")).send().await.expect("login page");
     assert_eq!(resp.status(), 303, "a weak session goes to the second step");
     let second = location(&resp);
     assert!(second.starts_with("/realms/test/login/second?tx="), "{second}");
     let html = b.get(format!("{base}{second}")).send().await.expect("page").text().await.expect("html");
-    assert!(html.contains("account?continue="), "a way to set one up: {html}");
+    let html = html.replace("&#x2f;", "/").replace("&amp;", "&");
+    let setup =
+        html.split("href=\"").find(|s| s.starts_with("/realms/test/account?continue=")).expect("a way to set one up");
+    let setup = setup.split('"').next().unwrap_or_default().to_string();
+    let account = b.get(format!("{base}{setup}")).send().await.expect("account").text().await.expect("html");
+    assert!(account.contains("id=\"continue\""), "the way back to the portal is offered: {account}");
 
     // Add an authenticator app in the account centre.
     let page = b.get(format!("{base}/realms/test/account/totp")).send().await.expect("totp page");
@@ -105,9 +110,13 @@ async fn authenticator_app_is_a_second_step_and_satisfies_step_up() {
     let resp = b.post(format!("{base}/realms/test/account/totp")).form(&forged).send().await.expect("post");
     assert_eq!(resp.status(), 403);
 
-    // Step-up at the demanding portal: the app's code, then on to it.
-    let (_, next, nonce, verifier) = start(&b, &portal_d).await;
-    let resp = b.get(format!("{base}{next}")).send().await.expect("login page");
+    // Back to the waiting portal from the account centre: the app's code,
+    // then on to it.
+    let account = b.get(format!("{base}/realms/test/account?done=totp")).send().await.expect("account");
+    let account = account.text().await.expect("html").replace("&#x2f;", "/").replace("&amp;", "&");
+    let back = account.split("id=\"continue\" href=\"").nth(1).and_then(|s| s.split('"').next()).expect("continue");
+    let resp = b.get(format!("{base}{back}")).send().await.expect("login page");
+    assert_eq!(resp.status(), 303, "the stronger session goes to the second step");
     let second = location(&resp);
     // The enrolment code's step is spent; the next step's code is accepted.
     let resp = second_step(&b, &base, &second, &totp_code(&secret, t + 30)).await;
@@ -124,6 +133,7 @@ async fn authenticator_app_is_a_second_step_and_satisfies_step_up() {
     let (_, next, nonce, verifier) = start(&b2, &portal_b).await;
     let html = b2.get(format!("{base}{next}")).send().await.expect("login").text().await.expect("html");
     assert!(html.contains("autocomplete=\"username webauthn\""), "passkey autofill offered");
+    assert!(html.contains("class=\"realm-logo\" src=\"data:image"), "the realm's logo on the page");
     assert!(html.contains("id=\"passkey-signin\""), "and a passkey button");
     let login = [
         ("csrf", hidden(&html, "csrf")),

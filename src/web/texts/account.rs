@@ -3,6 +3,11 @@
 pub const ZH_CN: &[(&str, &str)] = &[
     ("account.title", "账户中心"),
     ("account.done.profile", "个人信息已保存。"),
+    (
+        "account.continue.text",
+        "{client}要求更高强度的身份验证。在下方“登录方式”中添加通行密钥或身份验证器应用后，即可继续。",
+    ),
+    ("account.continue.link", "继续访问{client}"),
     ("account.done.passkey", "通行密钥已添加。下次可直接用它登录，无需输入手机号码和密码。"),
     ("account.done.totp", "身份验证器应用已绑定。今后登录时需要输入它显示的验证码。"),
     ("account.done.renamed", "名称已修改。"),
@@ -102,6 +107,11 @@ pub const ZH_CN: &[(&str, &str)] = &[
 pub const EN: &[(&str, &str)] = &[
     ("account.title", "Your account"),
     ("account.done.profile", "Your details were saved."),
+    (
+        "account.continue.text",
+        "{client} requires a stronger sign-in. Add a passkey or an authenticator app under “Ways to sign in” below, then continue.",
+    ),
+    ("account.continue.link", "Continue to {client}"),
     (
         "account.done.passkey",
         "Passkey added. Next time you can sign in with it, without your phone number or password.",
