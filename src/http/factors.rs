@@ -177,13 +177,17 @@ fn second_view(
     let has = |k: &str| held.iter().any(|h| h.kind == k);
     let path = format!("/realms/{}/login/second", c.realm.name);
     let stepping_up = c.tx.pending.as_ref().is_some_and(|p| p.session_id.is_some());
+    let need = flow::required_authn(&c.realm, &c.tx.request);
+    // A portal that demands a passkey is not stepped up to by an app's code
+    // (a new sign-in still asks for the person's own app first).
+    let totp_helps = !(stepping_up && need == crate::realm::model::RequireAuthn::Passkey);
     let ctx = context! {
         realm_name => realm_name(&c.realm, c.loc),
         realm_logo => super::login::realm_logo(&c.realm),
         client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
-        required => !flow::required_authn(&c.realm, &c.tx.request).met_by(&[]),
+        required => !need.met_by(&[]),
         stepping_up => stepping_up,
-        has_totp => has("totp"),
+        has_totp => has("totp") && totp_helps,
         has_passkey => has("passkey") && c.realm.settings.accounts.allows("passkey"),
         action => path.clone(),
         csrf => state.secrets.csrf_token(&c.binding, &format!("second:{}", c.tx_id)),

@@ -128,6 +128,16 @@ async fn authenticator_app_is_a_second_step_and_satisfies_step_up() {
         assert!(amr.iter().any(|a| a == m), "{m} in {amr:?}");
     }
 
+    // A portal that accepts only a passkey: the app's code does not step up
+    // to it (no code form), and the way to add a passkey is offered.
+    let portal_e =
+        relying_party(&server, "test", "portal-passkey", Some("secret-b"), "https://e.example.test/cb").await;
+    let (_, next, _, _) = start(&b, &portal_e).await;
+    let resp = b.get(format!("{base}{next}")).send().await.expect("login page");
+    assert_eq!(resp.status(), 303);
+    let html = b.get(format!("{base}{}", location(&resp))).send().await.expect("second").text().await.expect("html");
+    assert!(!html.contains("one-time-code") && html.contains("account?continue="), "{html}");
+
     // A new browser: the password is now followed by the app's code.
     let b2 = browser();
     let (_, next, nonce, verifier) = start(&b2, &portal_b).await;
