@@ -4,12 +4,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_core;
 mod m20261126_000002_accounts;
+mod m20261126_000003_registry;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_core::Migration), Box::new(m20261126_000002_accounts::Migration)]
+        vec![
+            Box::new(m20261126_000001_core::Migration),
+            Box::new(m20261126_000002_accounts::Migration),
+            Box::new(m20261126_000003_registry::Migration),
+        ]
     }
 }

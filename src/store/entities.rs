@@ -257,3 +257,82 @@ pub mod credential {
     }
     no_relations!();
 }
+
+pub mod registry_person {
+    use sea_orm::entity::prelude::*;
+    /// A row of the population registry (自然人基础数据库), sealed.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_persons")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_index: String,
+        pub id_sealed: Vec<u8>,
+        pub name_sealed: Vec<u8>,
+        pub status: String,
+        pub updated_at: i64,
+        pub import_id: String,
+    }
+    no_relations!();
+}
+
+pub mod registry_enterprise {
+    use sea_orm::entity::prelude::*;
+    /// A row of the legal-person registry (法人基础数据库), sealed.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_enterprises")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub uscc_index: String,
+        pub uscc_sealed: Vec<u8>,
+        pub name_sealed: Vec<u8>,
+        pub rep_index: String,
+        pub rep_name_sealed: Vec<u8>,
+        pub status: String,
+        pub updated_at: i64,
+        pub import_id: String,
+    }
+    no_relations!();
+}
+
+pub mod registry_import {
+    use sea_orm::entity::prelude::*;
+    /// One run of `civid registry import`, resumable.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_imports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub kind: String,
+        pub file_sha256: String,
+        pub file_name: String,
+        pub status: String,
+        pub lines_done: i64,
+        pub rows_written: i64,
+        pub rows_bad: i64,
+        pub started_at: i64,
+        pub finished_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod identity_proof {
+    use sea_orm::entity::prelude::*;
+    /// What an account proved about its holder in a realm (L3 and up).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "identity_proofs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub realm: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub id_index: String,
+        pub id_sealed: Vec<u8>,
+        pub name_sealed: Vec<u8>,
+        pub level: String,
+        pub method: String,
+        pub evidence: String,
+        pub verified_at: i64,
+        pub consent_at: i64,
+    }
+    no_relations!();
+}
