@@ -52,8 +52,12 @@
   function signin(box) {
     var base = { tx: box.dataset.tx, csrf: box.dataset.csrf };
     var pending = null;
+    // Once a passkey answered (autofill or button), one sign-in is under way:
+    // a second ceremony would race it for the same transaction.
+    var finishing = false;
 
     function run(conditional) {
+      if (finishing) return;
       if (pending) pending.abort();
       var ctl = new AbortController();
       pending = ctl;
@@ -66,7 +70,8 @@
         if (conditional) req.mediation = "conditional";
         return navigator.credentials.get(req);
       }).then(function (cred) {
-        if (!cred) return;
+        if (!cred || finishing) return;
+        finishing = true;
         var r = cred.response;
         var json = {
           id: cred.id,
@@ -81,9 +86,13 @@
           extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {}
         };
         return post(box.dataset.finish, Object.assign({ credential: JSON.stringify(json) }, base))
-          .then(function (data) { follow(box, data); });
+          .then(function (data) {
+            if (!data || !data.redirect) finishing = false;
+            follow(box, data);
+          });
       }).catch(function (e) {
         if (e && e.name === "AbortError") return;
+        finishing = false;
         if (!conditional) show(box, e && e.name === "NotAllowedError" ? box.dataset.cancelled : box.dataset.failed);
       });
     }
