@@ -48,6 +48,12 @@ pub struct Settings {
     pub sms_webhook_url: String,
     /// Key of the HMAC-SHA256 signature on webhook requests.
     pub sms_webhook_secret: String,
+    /// The external verification service of realms with
+    /// `realname.verifier = "http"`: URL, HMAC-SHA256 key, timeout, retries.
+    pub verifier_url: String,
+    pub verifier_secret: String,
+    pub verifier_timeout_ms: u64,
+    pub verifier_retries: u32,
     /// Where the outbox sender writes messages.
     pub outbox_dir: PathBuf,
     /// How email leaves: `outbox` (the outbox file, for development and
@@ -91,6 +97,10 @@ impl Default for Settings {
             sms_sender: "outbox".into(),
             sms_webhook_url: String::new(),
             sms_webhook_secret: String::new(),
+            verifier_url: String::new(),
+            verifier_secret: String::new(),
+            verifier_timeout_ms: 3000,
+            verifier_retries: 1,
             outbox_dir: PathBuf::from("data/outbox"),
             email_sender: "outbox".into(),
             smtp_url: String::new(),

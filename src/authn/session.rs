@@ -198,6 +198,16 @@ pub async fn step_up(
     Ok(())
 }
 
+/// Sets the `acr` of every live session of a person (a verification
+/// raised their level, or the registry lowered it), on every node.
+pub async fn set_level_of_user(state: &AppState, realm: &Realm, user_id: &str, acr: &str) -> Result<()> {
+    for s in sessions::live_of_user(&state.db, &realm.name, user_id).await? {
+        sessions::set_acr(&state.db, &realm.name, &s.id, acr).await?;
+        state.eph.delete(&cache_key(&realm.name, &s.token_hash)).await?;
+    }
+    Ok(())
+}
+
 /// Whether a session (by id) is still live: tokens are only issued for one.
 pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Result<bool> {
     let t = now();

@@ -263,6 +263,8 @@ async fn render_page(state: &SharedState, c: &Ctx, done: Option<&str>, v: View) 
     let factors = super::factors::factors_context(state, &me).await?;
     let ctx = context! {
         factors => factors,
+        level => c.sess.acr.clone(),
+        verify_url => format!("/realms/{}/verify", c.realm.name),
         continue_url => v.continue_to.as_ref().map(|c| c.0.clone()),
         continue_client => v.continue_to.as_ref().map(|c| c.1.clone()),
         realm_name => realm_name(&c.realm, c.loc),
@@ -302,6 +304,7 @@ const ACTIONS: &[(&str, &str)] = &[
 
 /// Flash messages after a change (`?done=…`).
 const DONE: &[&str] = &[
+    "verified",
     "profile",
     "phone",
     "email",
@@ -768,6 +771,7 @@ mod tests {
             values => context! { phone => "138" },
             retry_after => 42,
             actions => actions, csrf => csrf, cancel_url => "/realms/t/account/cancel",
+            level => "L2", verify_url => "/realms/t/verify",
             factors => context! {
                 items => vec![
                     context! { id => "c1", kind => "passkey", name => "我的手机", created => "2026-11-26", last_used => "2026-11-26",

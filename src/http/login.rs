@@ -68,6 +68,7 @@ pub(super) fn respond(r: &Realm, next: Next) -> Response {
     no_store(match next {
         Next::Login { tx } => Redirect::to(&format!("/realms/{}/login?tx={tx}", r.name)).into_response(),
         Next::Consent { tx } => Redirect::to(&format!("/realms/{}/consent?tx={tx}", r.name)).into_response(),
+        Next::Verify { tx } => Redirect::to(&format!("/realms/{}/verify?tx={tx}", r.name)).into_response(),
         Next::Redirect(url) => Redirect::to(&url).into_response(),
     })
 }
@@ -418,7 +419,8 @@ pub(super) async fn open_session(
         .client(&c.tx.request.client_id)
         .ip(ip)
         .detail(serde_json::json!({ "sid": sid, "amr": amr }));
-    let (cookie, mut rec) = session::prepare(&r, sid, user_id, amr, "L2").map_err(|e| PageError(e, c.loc))?;
+    let acr = crate::realname::level_of(state, &r.name, user_id).await.map_err(|e| PageError(e, c.loc))?;
+    let (cookie, mut rec) = session::prepare(&r, sid, user_id, amr, &acr).map_err(|e| PageError(e, c.loc))?;
     rec.ip = ip.map(str::to_string);
     rec.user_agent = c.user_agent.clone();
     // The session row, the last-sign-in time and the audit entry commit

@@ -26,6 +26,7 @@ mod factors;
 mod login;
 pub mod openapi;
 mod protocol;
+mod realname;
 mod register;
 
 pub use errors::PageError;
@@ -59,6 +60,7 @@ pub fn app(state: SharedState) -> Router {
         .merge(login::routes())
         .merge(register::routes())
         .merge(factors::routes())
+        .merge(realname::routes())
         .merge(account::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))

@@ -28,3 +28,28 @@ pub fn for_scopes(realm: &Realm, scope: &str, sub: &str, a: &Attributes) -> Valu
     }
     Value::Object(out)
 }
+
+/// The verified real-name claims the realm maps to scope `realname`:
+/// `name` (as the registry has it), `birthdate` and `gender` (from the ID
+/// number), `id_number` (masked unless `release`).
+pub fn add_realname(realm: &Realm, out: &mut Value, p: &crate::realname::Proven, release: bool) {
+    let Some(mapping) = realm.settings.scopes.get("realname") else { return };
+    let Some(obj) = out.as_object_mut() else { return };
+    let parsed = crate::identity::ResidentId::parse(&p.id_number, chrono::Utc::now().date_naive()).ok();
+    for claim in &mapping.claims {
+        let v = match claim.as_str() {
+            "name" => Some(json!(p.name)),
+            "birthdate" => parsed.as_ref().map(|id| json!(id.birth_date().format("%Y-%m-%d").to_string())),
+            "gender" => {
+                parsed.as_ref().map(|id| json!(if id.sex() == crate::identity::Sex::Male { "male" } else { "female" }))
+            }
+            "id_number" => {
+                Some(json!(if release { p.id_number.clone() } else { crate::identity::mask_id(&p.id_number) }))
+            }
+            _ => None,
+        };
+        if let Some(v) = v {
+            obj.insert(claim.clone(), v);
+        }
+    }
+}

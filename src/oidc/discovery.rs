@@ -49,6 +49,6 @@ pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
-        "acr_values_supported": ["L2"],
+        "acr_values_supported": ["L2", "L3"],
     })
 }

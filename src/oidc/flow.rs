@@ -84,9 +84,25 @@ pub fn required_authn(realm: &Realm, req: &AuthRequest) -> RequireAuthn {
 }
 
 pub enum Next {
-    Login { tx: String },
-    Consent { tx: String },
+    Login {
+        tx: String,
+    },
+    Consent {
+        tx: String,
+    },
+    /// The portal asked for a higher identity level (`acr_values`): the
+    /// real-name verification page, then back.
+    Verify {
+        tx: String,
+    },
     Redirect(String),
+}
+
+/// The lowest level among the `acr_values` civid knows, if any: the
+/// session must reach at least that one.
+pub fn wanted_level(req: &AuthRequest) -> Option<u8> {
+    let values = req.acr_values.as_deref()?;
+    values.split(' ').filter(|v| crate::realname::LEVELS.contains(v)).map(crate::realname::rank).min()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -200,6 +216,26 @@ pub async fn proceed(
     let Some((token_hash, mut s)) = session else {
         return Err(Error::internal("session vanished"));
     };
+    // Identity level: a session below the asked level is stepped up (L3:
+    // real-name verification by the citizen), never silently accepted.
+    if let Some(wanted) = wanted_level(req)
+        && crate::realname::rank(&s.acr) < wanted
+    {
+        if wanted > 3 {
+            // L4 (face) and L5 (in person) cannot be reached in a browser here.
+            return Ok(to_client_error(
+                realm,
+                req,
+                "unmet_authentication_requirements",
+                "the identity level asked for cannot be reached online",
+            ));
+        }
+        if req.prompts("none") {
+            return Ok(to_client_error(realm, req, "interaction_required", "real-name verification is needed"));
+        }
+        let id = save_tx(state, realm, &tx, tx_id).await?;
+        return Ok(Next::Verify { tx: id });
+    }
     if req.client_id == ACCOUNT_CLIENT {
         if let Some(id) = tx_id {
             end_tx(state, realm, id).await?;

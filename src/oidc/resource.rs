@@ -72,7 +72,16 @@ pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Va
     let attrs = users::attributes(&state.db, &state.secrets, &realm.name, &grant.user_id)
         .await?
         .ok_or_else(|| Error::invalid_token("the account no longer exists"))?;
-    Ok(super::claims::for_scopes(realm, at.str("scope"), at.str("sub"), &attrs))
+    let mut out = super::claims::for_scopes(realm, at.str("scope"), at.str("sub"), &attrs);
+    // Scope `realname`: only what was verified, and the ID number in full
+    // only for portals allowed it.
+    if super::has_scope(at.str("scope"), "realname")
+        && let Some(p) = crate::realname::proven(state, &realm.name, &grant.user_id).await?
+    {
+        let release = realm.client(at.str("client_id")).is_some_and(|c| c.settings.release_id_number);
+        super::claims::add_realname(realm, &mut out, &p, release);
+    }
+    Ok(out)
 }
 
 pub async fn introspect(

@@ -32,6 +32,35 @@ pub struct RealmSettings {
     pub login_identifiers: Vec<String>,
     pub audit: AuditSettings,
     pub accounts: AccountSettings,
+    pub realname: RealNameSettings,
+}
+
+/// Real-name verification (L3): where a name and an ID number are checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealNameSettings {
+    /// `registry` (the imported population registry) or `http` (an external
+    /// verification service, `verifier_url` in the node settings).
+    pub verifier: String,
+    /// `trust_framework` of `verified_claims` (OpenID Connect for Identity
+    /// Assurance).
+    pub trust_framework: String,
+    /// Failed matches allowed per account and per ID number a day, so the
+    /// form cannot probe the registry.
+    pub failures_per_day: u32,
+    /// Younger people cannot verify without a guardian (PIPL Art. 31).
+    pub min_age: u32,
+}
+
+impl Default for RealNameSettings {
+    fn default() -> Self {
+        RealNameSettings {
+            verifier: "registry".into(),
+            trust_framework: "cn_real_name".into(),
+            failures_per_day: 5,
+            min_age: 14,
+        }
+    }
 }
 
 /// What citizens may do with their accounts in this realm.
@@ -121,6 +150,7 @@ impl Default for RealmSettings {
         scope("email", &["email", "email_verified"]);
         scope("phone", &["phone_number", "phone_number_verified"]);
         scope("offline_access", &[]);
+        scope("realname", &["name", "birthdate", "gender", "id_number"]);
         RealmSettings {
             display_name: String::new(),
             display_name_en: String::new(),
@@ -133,6 +163,7 @@ impl Default for RealmSettings {
             login_identifiers: vec!["phone".into(), "email".into(), "username".into()],
             audit: AuditSettings::default(),
             accounts: AccountSettings::default(),
+            realname: RealNameSettings::default(),
         }
     }
 }
@@ -282,6 +313,9 @@ pub struct ClientSettings {
     /// How strongly a person must have authenticated for this portal
     /// (step-up): `any`, `mfa` (a second factor or a passkey), `passkey`.
     pub require_authn: RequireAuthn,
+    /// Whether the portal may see the full ID number (scope `realname`);
+    /// others get it masked (`3702**********1234`).
+    pub release_id_number: bool,
     pub enabled: bool,
 }
 
@@ -327,6 +361,7 @@ impl Default for ClientSettings {
             sector_identifier: String::new(),
             id_token_signed_response_alg: None,
             require_authn: RequireAuthn::Any,
+            release_id_number: false,
             enabled: true,
         }
     }

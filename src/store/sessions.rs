@@ -144,3 +144,14 @@ pub async fn forget_devices<C: ConnectionTrait>(db: &C, realm: &str, user_id: &s
         .await
         .map(|_| ())
 }
+
+/// A session's identity level (`acr`), after a verification or a demotion.
+pub async fn set_acr<C: ConnectionTrait>(db: &C, realm: &str, id: &str, acr: &str) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Acr, Expr::value(acr))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -122,6 +122,7 @@ const SECTIONS: &[(Catalog, Catalog)] = &[
     (super::texts::account::ZH_CN, super::texts::account::EN),
     (super::texts::email::ZH_CN, super::texts::email::EN),
     (super::texts::factors::ZH_CN, super::texts::factors::EN),
+    (super::texts::realname::ZH_CN, super::texts::realname::EN),
 ];
 
 static JOINED: std::sync::LazyLock<[Vec<(&'static str, &'static str)>; 2]> = std::sync::LazyLock::new(|| {

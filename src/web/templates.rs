@@ -15,6 +15,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("register.html", include_str!("templates/register.html")),
     ("passkey_signin.html", include_str!("templates/passkey_signin.html")),
     ("second.html", include_str!("templates/second.html")),
+    ("verify.html", include_str!("templates/verify.html")),
     ("passkey_setup.html", include_str!("templates/passkey_setup.html")),
     ("totp.html", include_str!("templates/totp.html")),
     ("account_factors.html", include_str!("templates/account_factors.html")),

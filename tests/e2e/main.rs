@@ -14,6 +14,7 @@ mod negative;
 mod nodes;
 mod otp;
 mod pages;
+mod realname;
 mod register;
 mod steps;
 mod webdriver;

@@ -3,3 +3,4 @@
 pub mod account;
 pub mod email;
 pub mod factors;
+pub mod realname;

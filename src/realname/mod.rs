@@ -1,0 +1,200 @@
+//! Real-name verification: a signed-in person at L2 gives their name and
+//! ID number, after a separate consent to processing sensitive personal
+//! information (PIPL Art. 29); the realm's verifier checks them against the
+//! population registry (or an external service); on a match the account is
+//! L3 and the person's sessions carry `acr` L3.
+//!
+//! One ID number belongs to one account per realm: a second account trying
+//! it is led to recover the first, never given a duplicate. Failed matches
+//! are limited per account and per ID number a day, so the form cannot probe
+//! the registry; every attempt is audited (with the number masked).
+use chrono::{Datelike, NaiveDate};
+use serde_json::json;
+
+use crate::audit::{self, Event};
+use crate::error::Result;
+use crate::realm::cache::Realm;
+use crate::state::AppState;
+use crate::store::{now, realname as store};
+
+pub mod verifier;
+
+pub use verifier::Check;
+
+/// The levels in order; `acr` values a portal may ask for.
+pub const LEVELS: [&str; 4] = ["L2", "L3", "L4", "L5"];
+
+/// The rank of a level (`L2` → 2); unknown values rank lowest.
+pub fn rank(level: &str) -> u8 {
+    match level {
+        "L3" => 3,
+        "L4" => 4,
+        "L5" => 5,
+        _ => 2,
+    }
+}
+
+/// The blind index of a normalised resident ID number.
+pub fn id_index(state: &AppState, id: &str) -> String {
+    state.secrets.sealer.blind_index("resident_id", id)
+}
+
+fn proof_aad(realm: &str, user_id: &str, what: &str) -> Vec<u8> {
+    format!("identity_proofs\0{realm}\0{user_id}\0{what}").into_bytes()
+}
+
+/// The level an account has proven in a realm (L2 if none).
+pub async fn level_of(state: &AppState, realm: &str, user_id: &str) -> Result<String> {
+    Ok(store::proof_of(&state.db, realm, user_id).await?.map(|p| p.level).unwrap_or_else(|| "L2".into()))
+}
+
+/// What a person proved, unsealed, for claims.
+pub struct Proven {
+    pub name: String,
+    pub id_number: String,
+    pub level: String,
+    pub method: String,
+    pub verified_at: i64,
+}
+
+pub async fn proven(state: &AppState, realm: &str, user_id: &str) -> Result<Option<Proven>> {
+    let Some(p) = store::proof_of(&state.db, realm, user_id).await? else {
+        return Ok(None);
+    };
+    let name = state.secrets.sealer.open(&p.name_sealed, &proof_aad(realm, user_id, "name"))?;
+    let id_number = state.secrets.sealer.open(&p.id_sealed, &proof_aad(realm, user_id, "id"))?;
+    Ok(Some(Proven { name, id_number, level: p.level, method: p.method, verified_at: p.verified_at }))
+}
+
+/// What a verification attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Verified: the account is now at this level.
+    Verified(String),
+    /// Name and number do not match; this many tries are left today.
+    Mismatch(u32),
+    /// Too many failed matches today (for this account or this number).
+    Limited,
+    /// Another account of the realm proved this number: recover that one.
+    Taken,
+    /// Younger than the realm's minimum age (a guardian is needed).
+    Minor,
+    /// The verifier cannot answer now; nothing was counted.
+    Unavailable,
+}
+
+fn day() -> i64 {
+    now() / 86_400
+}
+
+/// Normalises a name as people type it: trimmed, inner spaces and the
+/// middle dot variants of minority and foreign names unified.
+pub fn normalize_name(name: &str) -> String {
+    name.trim()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if matches!(c, '.' | '•' | '‧' | '∙' | '・') { '·' } else { c })
+        .collect()
+}
+
+/// Checks `name` and the normalised ID number `id` (born `birth`) for the
+/// signed-in person `user_id`, after consent given at `consent_at`.
+#[allow(clippy::too_many_arguments)]
+pub async fn verify(
+    state: &AppState,
+    realm: &Realm,
+    user_id: &str,
+    id: &str,
+    birth: NaiveDate,
+    name: &str,
+    consent_at: i64,
+    ip: Option<&str>,
+) -> Result<Outcome> {
+    let r = realm.name.as_str();
+    let index = id_index(state, id);
+    let masked = crate::identity::mask_id(id);
+    let ev = |outcome: &'static str, detail: serde_json::Value| {
+        Event::new(r, "realname.verify", outcome).actor(user_id).ip(ip).detail(detail)
+    };
+    let limit = realm.settings.realname.failures_per_day.max(1) as i64;
+    let user_key = format!("rn-fail:{r}:user:{user_id}:{}", day());
+    let id_key = format!("rn-fail:{r}:id:{index}:{}", day());
+    let failures = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let so_far = failures(state.eph.get(&user_key).await?).max(failures(state.eph.get(&id_key).await?));
+    if so_far >= limit {
+        audit::record(state, ev("failure", json!({ "reason": "limited", "id_number": masked }))).await;
+        return Ok(Outcome::Limited);
+    }
+    if let Some(holder) = store::holder_of(&state.db, r, &index).await?
+        && holder.user_id != user_id
+    {
+        audit::record(state, ev("failure", json!({ "reason": "taken", "id_number": masked }))).await;
+        return Ok(Outcome::Taken);
+    }
+    let today = chrono::Utc::now().date_naive();
+    let age = today.year() - birth.year() - i32::from((today.month(), today.day()) < (birth.month(), birth.day()));
+    if age < realm.settings.realname.min_age as i32 {
+        audit::record(state, ev("failure", json!({ "reason": "minor", "id_number": masked }))).await;
+        return Ok(Outcome::Minor);
+    }
+    let name = normalize_name(name);
+    let check = verifier::check(state, realm, id, &index, &name).await?;
+    match check {
+        Check::Match => {}
+        Check::Unavailable => {
+            audit::record(state, ev("failure", json!({ "reason": "verifier unavailable", "id_number": masked }))).await;
+            return Ok(Outcome::Unavailable);
+        }
+        Check::NoMatch | Check::Deceased => {
+            let a = state.eph.incr(&user_key, 86_400).await?;
+            let b = state.eph.incr(&id_key, 86_400).await?;
+            let reason = if check == Check::Deceased { "registry: deceased" } else { "no match" };
+            audit::record(state, ev("failure", json!({ "reason": reason, "id_number": masked }))).await;
+            return Ok(Outcome::Mismatch((limit - a.max(b)).max(0) as u32));
+        }
+    }
+    let t = now();
+    let method = realm.settings.realname.verifier.clone();
+    let evidence = json!([{
+        "type": "electronic_record",
+        "check_details": [{ "check_method": "data", "txn": crate::crypto::random::token(12)? }],
+        "time": t,
+        "record": { "type": "population_register", "source": { "name": if method == "http" { "external verification service" } else { "population registry" } } },
+    }]);
+    let proof = store::ProofRecord {
+        realm: r.to_string(),
+        user_id: user_id.to_string(),
+        id_index: index,
+        id_sealed: state.secrets.sealer.seal(id, &proof_aad(r, user_id, "id"))?,
+        name_sealed: state.secrets.sealer.seal(&name, &proof_aad(r, user_id, "name"))?,
+        level: "L3".into(),
+        method,
+        evidence: evidence.to_string(),
+        verified_at: t,
+        consent_at,
+    };
+    // A concurrent attempt with the same number by another account loses
+    // on the unique index.
+    if store::proof_of(&state.db, r, user_id).await?.is_some() {
+        store::delete_proof(&state.db, r, user_id).await?;
+    }
+    if store::insert_proof(&state.db, proof).await.is_err() {
+        audit::record(state, ev("failure", json!({ "reason": "taken", "id_number": masked }))).await;
+        return Ok(Outcome::Taken);
+    }
+    crate::authn::session::set_level_of_user(state, realm, user_id, "L3").await?;
+    audit::record(state, ev("success", json!({ "level": "L3", "id_number": masked, "consent_at": consent_at }))).await;
+    Ok(Outcome::Verified("L3".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_normalises() {
+        assert_eq!(normalize_name(" 阿依 古丽 "), "阿依古丽");
+        assert_eq!(normalize_name("买买提.艾力"), "买买提·艾力");
+        assert!(rank("L3") > rank("L2") && rank("L5") > rank("L4") && rank("x") == 2);
+    }
+}

@@ -1,0 +1,105 @@
+//! Verifiers behind one interface, chosen per realm: `registry` (the
+//! imported population registry) and `http` (an external verification
+//! service: HMAC-SHA256-signed request, timeout, retries, and a circuit
+//! breaker so a dead service costs citizens no waiting).
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use serde_json::json;
+
+use crate::crypto::random;
+use crate::error::Result;
+use crate::realm::cache::Realm;
+use crate::state::AppState;
+use crate::store::{now, realname as store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Match,
+    NoMatch,
+    /// The registry knows the number, for a person who died.
+    Deceased,
+    Unavailable,
+}
+
+/// The AAD of a registry row's sealed name.
+pub fn registry_name_aad(id_index: &str) -> Vec<u8> {
+    format!("registry_persons\0{id_index}\0name").into_bytes()
+}
+
+pub async fn check(state: &AppState, realm: &Realm, id: &str, index: &str, name: &str) -> Result<Check> {
+    match realm.settings.realname.verifier.as_str() {
+        "http" => Ok(http(state, id, name).await),
+        _ => registry(state, index, name).await,
+    }
+}
+
+async fn registry(state: &AppState, index: &str, name: &str) -> Result<Check> {
+    let Some(row) = store::registry_person(&state.db, index).await? else {
+        return Ok(Check::NoMatch);
+    };
+    let known = state.secrets.sealer.open(&row.name_sealed, &registry_name_aad(index))?;
+    if !random::ct_eq(super::normalize_name(&known).as_bytes(), name.as_bytes()) {
+        return Ok(Check::NoMatch);
+    }
+    Ok(if row.status == "deceased" { Check::Deceased } else { Check::Match })
+}
+
+/// Consecutive failures of the external service, and until when the
+/// breaker stays open (per node).
+static FAILURES: AtomicU32 = AtomicU32::new(0);
+static OPEN_UNTIL: AtomicI64 = AtomicI64::new(0);
+const BREAKER_AFTER: u32 = 5;
+const BREAKER_SECS: i64 = 30;
+
+/// `POST {verifier_url}` with `{"id_number", "name"}`; headers
+/// `x-civid-timestamp` and `x-civid-signature: hex(HMAC-SHA256(secret,
+/// timestamp + "." + body))`; answer `{"match": true|false, "deceased"?: bool}`.
+async fn http(state: &AppState, id: &str, name: &str) -> Check {
+    let s = &state.settings;
+    if s.verifier_url.is_empty() || now() < OPEN_UNTIL.load(Ordering::Relaxed) {
+        return Check::Unavailable;
+    }
+    let body = json!({ "id_number": id, "name": name }).to_string();
+    for attempt in 0..=s.verifier_retries {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        let ts = now().to_string();
+        let sig = crate::crypto::seal::hmac_sha256(s.verifier_secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+        let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        let sent = state
+            .http
+            .post(&s.verifier_url)
+            .timeout(std::time::Duration::from_millis(s.verifier_timeout_ms))
+            .header("content-type", "application/json")
+            .header("x-civid-timestamp", ts)
+            .header("x-civid-signature", sig)
+            .body(body.clone())
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+            Ok(r) if r.status().is_client_error() => {
+                tracing::warn!(status = %r.status(), "verification service refused the request");
+                None
+            }
+            _ => None,
+        };
+        if let Some(a) = answer
+            && let Some(m) = a.get("match").and_then(|m| m.as_bool())
+        {
+            FAILURES.store(0, Ordering::Relaxed);
+            return match (m, a.get("deceased").and_then(|d| d.as_bool()).unwrap_or(false)) {
+                (true, true) => Check::Deceased,
+                (true, false) => Check::Match,
+                _ => Check::NoMatch,
+            };
+        }
+    }
+    if FAILURES.fetch_add(1, Ordering::Relaxed) + 1 >= BREAKER_AFTER {
+        OPEN_UNTIL.store(now() + BREAKER_SECS, Ordering::Relaxed);
+        FAILURES.store(0, Ordering::Relaxed);
+        tracing::warn!("verification service failing: circuit open for {BREAKER_SECS} s");
+    }
+    Check::Unavailable
+}

@@ -1,0 +1,67 @@
+//! What accounts proved about their holders (`identity_proofs`), and the
+//! population registry lookup a verification makes. Values are sealed; the
+//! store sees blind indexes only.
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use super::entities::{identity_proof, registry_person};
+
+pub use identity_proof::Model as ProofRecord;
+pub use registry_person::Model as PersonRecord;
+
+pub async fn proof_of<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<Option<ProofRecord>, DbErr> {
+    identity_proof::Entity::find_by_id((realm.to_string(), user_id.to_string())).one(db).await
+}
+
+/// The account (if any) that proved this ID number in the realm.
+pub async fn holder_of<C: ConnectionTrait>(db: &C, realm: &str, id_index: &str) -> Result<Option<ProofRecord>, DbErr> {
+    identity_proof::Entity::find()
+        .filter(identity_proof::Column::Realm.eq(realm))
+        .filter(identity_proof::Column::IdIndex.eq(id_index))
+        .one(db)
+        .await
+}
+
+pub async fn insert_proof<C: ConnectionTrait>(db: &C, p: ProofRecord) -> Result<(), DbErr> {
+    identity_proof::ActiveModel {
+        realm: Set(p.realm),
+        user_id: Set(p.user_id),
+        id_index: Set(p.id_index),
+        id_sealed: Set(p.id_sealed),
+        name_sealed: Set(p.name_sealed),
+        level: Set(p.level),
+        method: Set(p.method),
+        evidence: Set(p.evidence),
+        verified_at: Set(p.verified_at),
+        consent_at: Set(p.consent_at),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+/// Lowers (or raises) a proof's level, e.g. when the registry reports the
+/// person deceased.
+pub async fn set_level<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str, level: &str) -> Result<(), DbErr> {
+    identity_proof::Entity::update_many()
+        .col_expr(identity_proof::Column::Level, Expr::value(level))
+        .filter(identity_proof::Column::Realm.eq(realm))
+        .filter(identity_proof::Column::UserId.eq(user_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn delete_proof<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<(), DbErr> {
+    identity_proof::Entity::delete_many()
+        .filter(identity_proof::Column::Realm.eq(realm))
+        .filter(identity_proof::Column::UserId.eq(user_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// A registry row by the blind index of the ID number.
+pub async fn registry_person<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Option<PersonRecord>, DbErr> {
+    registry_person::Entity::find_by_id(id_index.to_string()).one(db).await
+}

@@ -1,0 +1,194 @@
+//! Real-name verification: a portal asks for `acr_values=L3`; the citizen
+//! consents, gives name and ID number, the registry matches, and the portal
+//! gets `acr` L3 and the verified claims; mismatches are limited, an ID
+//! number serves one account, and a portal learns when the level was not
+//! reached.
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{AuthenticationContextClass, AuthorizationCode, CsrfToken, Nonce, PkceCodeChallenge, Scope};
+use openidconnect::{OAuth2TokenResponse, TokenResponse};
+
+use crate::harness::{Oidc, TestServer, browser, hidden, http, location, query_param, relying_party};
+
+const PW: &str = "correct horse battery";
+const ID: &str = "11010519491231002X";
+
+/// A row of the population registry, as an import writes it.
+async fn registry_row(server: &TestServer, id: &str, name: &str, status: &str) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let s = &server.state;
+    let index = civid::realname::id_index(s, id);
+    let aad = civid::realname::verifier::registry_name_aad(&index);
+    civid::store::entities::registry_person::ActiveModel {
+        id_index: Set(index.clone()),
+        id_sealed: Set(s.secrets.sealer.seal(id, format!("registry_persons\0{index}\0id").as_bytes()).expect("seal")),
+        name_sealed: Set(s.secrets.sealer.seal(name, &aad).expect("seal")),
+        status: Set(status.into()),
+        updated_at: Set(0),
+        import_id: Set("test".into()),
+    }
+    .insert(&s.db)
+    .await
+    .expect("registry row");
+}
+
+/// Signs in at the portal asking for L3; returns the verification page path.
+async fn to_verification(
+    server: &TestServer,
+    b: &reqwest::Client,
+    rp: &Oidc,
+    user: &str,
+) -> (String, Nonce, openidconnect::PkceCodeVerifier) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("realname".into()))
+        .add_auth_context_value(AuthenticationContextClass::new("L3".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let resp = b.get(url.as_str()).send().await.expect("authorize");
+    let login = location(&resp);
+    let html = b.get(format!("{}{login}", server.url)).send().await.expect("login").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("identifier", user.to_string()),
+        ("password", PW.to_string()),
+    ];
+    let resp = b.post(format!("{}/realms/test/login", server.url)).form(&form).send().await.expect("login");
+    assert_eq!(resp.status(), 303);
+    let next = location(&resp);
+    assert!(next.starts_with("/realms/test/verify?tx="), "an L2 session is sent to verification: {next}");
+    (next, nonce, verifier)
+}
+
+async fn submit(
+    server: &TestServer,
+    b: &reqwest::Client,
+    path: &str,
+    name: &str,
+    id: &str,
+    consent: bool,
+) -> reqwest::Response {
+    let html = b.get(format!("{}{path}", server.url)).send().await.expect("page").text().await.expect("html");
+    let mut form = vec![
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("name", name.to_string()),
+        ("id_number", id.to_string()),
+    ];
+    if consent {
+        form.push(("consent", "yes".into()));
+    }
+    b.post(format!("{}/realms/test/verify", server.url)).form(&form).send().await.expect("verify")
+}
+
+#[tokio::test]
+async fn a_portal_asking_for_l3_gets_a_verified_person() {
+    let server = TestServer::start().await;
+    server.user("test", "wangfang", PW).await;
+    server.user("test", "impostor", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    registry_row(&server, "110105194912310088", "李四", "deceased").await;
+    let rp = relying_party(&server, "test", "portal-rn", Some("secret-b"), "https://f.example.test/cb").await;
+    let b = browser();
+    let (path, nonce, verifier) = to_verification(&server, &b, &rp, "wangfang").await;
+
+    let r = submit(&server, &b, &path, "王芳", ID, false).await;
+    assert_eq!(r.status(), 400, "no consent, no processing");
+    let r = submit(&server, &b, &path, "王芳", "11010519491231002Y", true).await;
+    assert_eq!(r.status(), 400, "a malformed number is explained");
+    let r = submit(&server, &b, &path, "王方", ID, true).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("html").contains("还可以尝试 4 次"), "a mismatch says how many tries are left");
+    let r = submit(&server, &b, &path, "李四", "110105194912310088", true).await;
+    assert_eq!(r.status(), 400, "the registry's deceased are not verified");
+
+    let r = submit(&server, &b, &path, "王 芳", &ID.to_lowercase(), true).await;
+    assert_eq!(r.status(), 303, "name and number match");
+    let cb = location(&r);
+    assert!(cb.starts_with("https://f.example.test/cb?"), "back to the portal: {cb}");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&cb, "code").expect("code")))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let claims = tokens.id_token().expect("id token").claims(&rp.id_token_verifier(), &nonce).expect("valid");
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("L3"));
+    // Read raw: a typed client drops claims it does not know (id_number).
+    let info: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", server.issuer("test")))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["name"], "王芳");
+    assert_eq!(info["birthdate"], "1949-12-31");
+    assert_eq!(info["gender"], "female");
+    assert_eq!(info["id_number"], "1101**********002X", "masked for a portal not allowed the number");
+
+    // The same number cannot make a second account real-name verified.
+    let b2 = browser();
+    let (path, _, _) = to_verification(&server, &b2, &rp, "impostor").await;
+    let r = submit(&server, &b2, &path, "王芳", ID, true).await;
+    assert_eq!(r.status(), 409);
+    // Giving up tells the portal the level was not reached.
+    let html = b2.get(format!("{}{path}", server.url)).send().await.expect("page").text().await.expect("html");
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx"))];
+    let r = b2.post(format!("{}/realms/test/verify/cancel", server.url)).form(&form).send().await.expect("cancel");
+    assert_eq!(r.status(), 303);
+    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("unmet_authentication_requirements"));
+
+    let kinds: Vec<(String, String)> = civid::store::audit::list(&server.state.db, "test", None, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| (e.kind, e.outcome))
+        .collect();
+    for (k, o) in [("realname.verify", "success"), ("realname.verify", "failure"), ("realname.consent", "success")] {
+        assert!(kinds.iter().any(|(a, b)| a == k && b == o), "{k} {o} audited");
+    }
+    let all = civid::store::audit::list(&server.state.db, "test", Some("realname.verify"), 100).await.expect("audit");
+    assert!(all.iter().all(|e| !e.detail.contains(ID) && !e.detail.contains("王芳")), "no PII in the audit log");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_matches_are_limited_and_unreachable_levels_refused() {
+    let server = TestServer::start().await;
+    server.user("test", "zhangwei", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    let rp = relying_party(&server, "test", "portal-rn", Some("secret-b"), "https://f.example.test/cb").await;
+    let b = browser();
+    let (path, _, _) = to_verification(&server, &b, &rp, "zhangwei").await;
+    for _ in 0..5 {
+        assert_eq!(submit(&server, &b, &path, "张伟", ID, true).await.status(), 400);
+    }
+    let r = submit(&server, &b, &path, "王芳", ID, true).await;
+    assert_eq!(r.status(), 429, "after five failed matches even the right answer waits a day");
+
+    // L4 cannot be reached online: the portal is told at once.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_auth_context_value(AuthenticationContextClass::new("L4".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b.get(url.as_str()).send().await.expect("authorize");
+    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("unmet_authentication_requirements"));
+    // prompt=none cannot verify.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_auth_context_value(AuthenticationContextClass::new("L3".into()))
+        .add_prompt(openidconnect::core::CoreAuthPrompt::None)
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b.get(url.as_str()).send().await.expect("authorize");
+    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("interaction_required"));
+    server.stop().await;
+}
