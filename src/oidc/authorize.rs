@@ -23,6 +23,50 @@ pub struct AuthRequest {
     pub login_hint: Option<String>,
     pub acr_values: Option<String>,
     pub resource: Option<String>,
+    /// `verified_claims` asked for with the `claims` parameter (OpenID
+    /// Connect for Identity Assurance).
+    #[serde(default)]
+    pub verified: VerifiedRequest,
+}
+
+/// The claims a portal asked for inside `verified_claims`, for the ID token
+/// and for userinfo.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedRequest {
+    pub id_token: Vec<String>,
+    pub userinfo: Vec<String>,
+}
+
+impl VerifiedRequest {
+    /// Reads the `claims` parameter (OIDC Core 5.5); only `verified_claims`
+    /// requests matter to civid, other members are ignored as the spec
+    /// allows for claims it does not supply.
+    pub fn parse(claims: &str) -> Result<VerifiedRequest, &'static str> {
+        let v: serde_json::Value = serde_json::from_str(claims).map_err(|_| "claims is not a JSON object")?;
+        if !v.is_object() {
+            return Err("claims is not a JSON object");
+        }
+        let names = |target: &str| -> Vec<String> {
+            let vc = &v[target]["verified_claims"];
+            let list: Vec<&serde_json::Value> = match vc {
+                serde_json::Value::Array(a) => a.iter().collect(),
+                serde_json::Value::Object(_) => vec![vc],
+                _ => Vec::new(),
+            };
+            let mut out: Vec<String> = Vec::new();
+            for one in list {
+                if let Some(c) = one["claims"].as_object() {
+                    for k in c.keys() {
+                        if !out.contains(k) {
+                            out.push(k.clone());
+                        }
+                    }
+                }
+            }
+            out
+        };
+        Ok(VerifiedRequest { id_token: names("id_token"), userinfo: names("userinfo") })
+    }
 }
 
 impl AuthRequest {
@@ -201,6 +245,11 @@ pub fn parse(realm: &Realm, params: &[(String, String)]) -> Result<AuthRequest, 
         return Err(bad(&partial, "nonce is too long"));
     }
     let login_hint = get("login_hint").map(|h| h.chars().take(320).collect());
+    let verified = match get("claims") {
+        Some(c) if c.len() > 4096 => return Err(bad(&partial, "claims is too long")),
+        Some(c) => VerifiedRequest::parse(c).map_err(|d| bad(&partial, d))?,
+        None => VerifiedRequest::default(),
+    };
     Ok(AuthRequest {
         client_id: client_id.to_string(),
         redirect_uri: redirect_uri.to_string(),
@@ -214,5 +263,6 @@ pub fn parse(realm: &Realm, params: &[(String, String)]) -> Result<AuthRequest, 
         login_hint,
         acr_values: get("acr_values").map(str::to_string),
         resource,
+        verified,
     })
 }

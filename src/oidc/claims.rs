@@ -53,3 +53,57 @@ pub fn add_realname(realm: &Realm, out: &mut Value, p: &crate::realname::Proven,
         }
     }
 }
+
+/// Claims that can be inside `verified_claims`: what the registry check
+/// verified.
+pub const VERIFIED_CLAIMS: [&str; 4] = ["name", "birthdate", "gender", "id_number"];
+
+/// `verified_claims` (OpenID Connect for Identity Assurance 1.0) with the
+/// asked-for claims that were verified; `None` when none of them was.
+pub fn verified_claims(
+    realm: &Realm,
+    client: &crate::realm::cache::Client,
+    p: &crate::realname::Proven,
+    asked: &[String],
+) -> Option<Value> {
+    let mut all = json!({});
+    let release = client.settings.release_id_number;
+    let parsed = crate::identity::ResidentId::parse(&p.id_number, chrono::Utc::now().date_naive()).ok();
+    let obj = all.as_object_mut()?;
+    for name in asked {
+        let v = match name.as_str() {
+            "name" => Some(json!(p.name)),
+            "birthdate" => parsed.as_ref().map(|id| json!(id.birth_date().format("%Y-%m-%d").to_string())),
+            "gender" => {
+                parsed.as_ref().map(|id| json!(if id.sex() == crate::identity::Sex::Male { "male" } else { "female" }))
+            }
+            "id_number" => {
+                Some(json!(if release { p.id_number.clone() } else { crate::identity::mask_id(&p.id_number) }))
+            }
+            _ => None,
+        };
+        if let Some(v) = v {
+            obj.insert(name.clone(), v);
+        }
+    }
+    if obj.is_empty() {
+        return None;
+    }
+    let time = chrono::DateTime::from_timestamp(p.verified_at, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let source = if p.method == "http" { "external verification service" } else { "population registry" };
+    Some(json!({
+        "verification": {
+            "trust_framework": realm.settings.realname.trust_framework,
+            "assurance_level": p.level,
+            "time": time,
+            "evidence": [{
+                "type": "electronic_record",
+                "check_details": [{ "check_method": "data" }],
+                "time": time,
+                "record": { "type": "population_register", "source": { "name": source } },
+            }],
+        },
+        "claims": all,
+    }))
+}

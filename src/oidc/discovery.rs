@@ -42,7 +42,7 @@ pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims,
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
@@ -50,5 +50,11 @@ pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
         "acr_values_supported": ["L2", "L3"],
+        // OpenID Connect for Identity Assurance 1.0.
+        "verified_claims_supported": true,
+        "trust_frameworks_supported": [realm.realname.trust_framework],
+        "evidence_supported": ["electronic_record"],
+        "electronic_records_supported": ["population_register"],
+        "claims_in_verified_claims_supported": super::claims::VERIFIED_CLAIMS,
     })
 }

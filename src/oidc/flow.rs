@@ -70,6 +70,7 @@ pub fn account_tx(realm: &Realm, binding: String, ui_locales: Option<String>, fr
         login_hint: None,
         acr_values: None,
         resource: None,
+        verified: Default::default(),
     };
     LoginTx { request, binding, fresh_session: None, registering: None, pending: None }
 }
@@ -366,6 +367,7 @@ async fn issue_code(
             auth_time: s.auth_time,
             amr: s.amr.clone(),
             acr: s.acr.clone(),
+            verified: req.verified.clone(),
         },
     };
     let json = serde_json::to_string(&data).map_err(|e| Error::internal(e.to_string()))?;

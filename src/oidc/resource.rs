@@ -81,6 +81,20 @@ pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Va
         let release = realm.client(at.str("client_id")).is_some_and(|c| c.settings.release_id_number);
         super::claims::add_realname(realm, &mut out, &p, release);
     }
+    // verified_claims only when asked for, only what was verified.
+    let asked: Vec<String> = at
+        .claims
+        .get("verified_claims_request")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    if !asked.is_empty()
+        && let Some(client) = realm.client(at.str("client_id"))
+        && let Some(p) = crate::realname::proven(state, &realm.name, &grant.user_id).await?
+        && let Some(vc) = super::claims::verified_claims(realm, client, &p, &asked)
+        && let Some(obj) = out.as_object_mut()
+    {
+        obj.insert("verified_claims".into(), vc);
+    }
     Ok(out)
 }
 

@@ -184,7 +184,15 @@ async fn issue(
     });
     let obj = body.as_object_mut().ok_or_else(|| Error::internal("token response"))?;
     if super::has_scope(scope, "openid") {
-        obj.insert("id_token".into(), json!(tokens::id_token(realm, client, ctx, nonce, &at.token)?));
+        let extra = match ctx.verified.id_token.is_empty() {
+            true => None,
+            false => match crate::realname::proven(state, &realm.name, &ctx.user_id).await? {
+                Some(p) => super::claims::verified_claims(realm, client, &p, &ctx.verified.id_token)
+                    .map(|vc| json!({ "verified_claims": vc })),
+                None => None,
+            },
+        };
+        obj.insert("id_token".into(), json!(tokens::id_token(realm, client, ctx, nonce, &at.token, extra)?));
     }
     if client.settings.allows_grant("refresh_token") {
         obj.insert(

@@ -21,6 +21,9 @@ pub struct AuthContext {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub acr: String,
+    /// `verified_claims` the portal asked for (Identity Assurance).
+    #[serde(default)]
+    pub verified: super::authorize::VerifiedRequest,
 }
 
 pub struct AccessToken {
@@ -74,6 +77,10 @@ pub fn access_token(
         if let Some(sid) = &ctx.session_id {
             obj.insert("sid".into(), json!(sid));
         }
+        // What userinfo is to return inside verified_claims.
+        if !ctx.verified.userinfo.is_empty() {
+            obj.insert("verified_claims_request".into(), json!(ctx.verified.userinfo));
+        }
     }
     let token = sign(realm, access_alg(realm, resource), Some("at+jwt"), &claims)?;
     Ok(AccessToken { token, jti, exp })
@@ -85,6 +92,7 @@ pub fn id_token(
     ctx: &AuthContext,
     nonce: Option<&str>,
     access_token: &str,
+    extra: Option<Value>,
 ) -> Result<String> {
     let t = now();
     let alg = client.settings.id_token_signed_response_alg.unwrap_or(realm.settings.tokens.id_token_alg);
@@ -106,6 +114,9 @@ pub fn id_token(
         }
         if let Some(sid) = &ctx.session_id {
             obj.insert("sid".into(), json!(sid));
+        }
+        if let Some(Value::Object(more)) = extra {
+            obj.extend(more);
         }
     }
     sign(realm, alg, None, &claims)

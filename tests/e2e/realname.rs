@@ -131,6 +131,59 @@ async fn a_portal_asking_for_l3_gets_a_verified_person() {
     assert_eq!(info["gender"], "female");
     assert_eq!(info["id_number"], "1101**********002X", "masked for a portal not allowed the number");
 
+    // Asked for with the claims parameter: verified_claims (Identity
+    // Assurance) in the ID token and at userinfo, only what was asked.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let asked = serde_json::json!({
+        "id_token": { "verified_claims": { "verification": { "trust_framework": null }, "claims": { "name": null, "birthdate": null } } },
+        "userinfo": { "verified_claims": { "verification": { "trust_framework": null }, "claims": { "id_number": null, "nickname": null } } },
+    });
+    let (url, _, nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_extra_param("claims", asked.to_string())
+        .add_auth_context_value(AuthenticationContextClass::new("L3".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b.get(url.as_str()).send().await.expect("authorize");
+    let cb = location(&r);
+    assert!(cb.starts_with("https://f.example.test/cb?"), "an L3 session needs no new check: {cb}");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&cb, "code").expect("code")))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let id_token = tokens.id_token().expect("id token");
+    id_token.claims(&rp.id_token_verifier(), &nonce).expect("still a valid ID token");
+    let payload = id_token.to_string().split('.').nth(1).map(str::to_string).expect("payload");
+    let payload: serde_json::Value =
+        serde_json::from_slice(&civid::crypto::random::b64_decode(&payload).expect("b64")).expect("json");
+    let vc = &payload["verified_claims"];
+    assert_eq!(vc["verification"]["trust_framework"], "cn_real_name");
+    assert_eq!(vc["verification"]["assurance_level"], "L3");
+    assert_eq!(vc["verification"]["evidence"][0]["type"], "electronic_record");
+    assert_eq!(vc["claims"], serde_json::json!({ "name": "王芳", "birthdate": "1949-12-31" }));
+    let info: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", server.issuer("test")))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["verified_claims"]["claims"], serde_json::json!({ "id_number": "1101**********002X" }));
+    let meta: serde_json::Value = reqwest::get(format!("{}/.well-known/openid-configuration", server.issuer("test")))
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(meta["verified_claims_supported"], true);
+    assert_eq!(meta["claims_parameter_supported"], true);
+    assert_eq!(meta["acr_values_supported"], serde_json::json!(["L2", "L3"]));
+
     // The same number cannot make a second account real-name verified.
     let b2 = browser();
     let (path, _, _) = to_verification(&server, &b2, &rp, "impostor").await;
