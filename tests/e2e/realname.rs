@@ -88,7 +88,7 @@ async fn a_portal_asking_for_l3_gets_a_verified_person() {
     server.user("test", "wangfang", PW).await;
     server.user("test", "impostor", PW).await;
     registry_row(&server, ID, "王芳", "alive").await;
-    registry_row(&server, "110105194912310088", "李四", "deceased").await;
+    registry_row(&server, "110105194912310089", "李四", "deceased").await;
     let rp = relying_party(&server, "test", "portal-rn", Some("secret-b"), "https://f.example.test/cb").await;
     let b = browser();
     let (path, nonce, verifier) = to_verification(&server, &b, &rp, "wangfang").await;
@@ -100,7 +100,7 @@ async fn a_portal_asking_for_l3_gets_a_verified_person() {
     let r = submit(&server, &b, &path, "王方", ID, true).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.expect("html").contains("还可以尝试 4 次"), "a mismatch says how many tries are left");
-    let r = submit(&server, &b, &path, "李四", "110105194912310088", true).await;
+    let r = submit(&server, &b, &path, "李四", "110105194912310089", true).await;
     assert_eq!(r.status(), 400, "the registry's deceased are not verified");
 
     let r = submit(&server, &b, &path, "王 芳", &ID.to_lowercase(), true).await;
@@ -244,4 +244,122 @@ async fn failed_matches_are_limited_and_unreachable_levels_refused() {
     let r = b.get(url.as_str()).send().await.expect("authorize");
     assert_eq!(query_param(&location(&r), "error").as_deref(), Some("interaction_required"));
     server.stop().await;
+}
+
+/// The external verification service of a realm with `verifier = "http"`:
+/// checks the signature, counts calls, answers for one known person.
+async fn verification_service(
+    secret: &'static str,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/check",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let ts = headers.get("x-civid-timestamp").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let sig = headers.get("x-civid-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let want = civid::crypto::seal::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+                let want: String = want.iter().map(|b| format!("{b:02x}")).collect();
+                if want != sig {
+                    return (StatusCode::UNAUTHORIZED, "bad signature".to_string());
+                }
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let ok = v["id_number"] == ID && v["name"] == "王芳";
+                (StatusCode::OK, serde_json::json!({ "match": ok }).to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    (
+        port,
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+    )
+}
+
+/// Signs in through the account centre of `realm`; returns the verify page.
+async fn account_sign_in(server: &TestServer, b: &reqwest::Client, realm: &str, user: &str) {
+    let r = b.get(format!("{}/realms/{realm}/account", server.url)).send().await.expect("account");
+    let login = location(&r);
+    let html = b.get(format!("{}{login}", server.url)).send().await.expect("login").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("identifier", user.to_string()),
+        ("password", PW.to_string()),
+    ];
+    let r = b.post(format!("{}/realms/{realm}/login", server.url)).form(&form).send().await.expect("login");
+    assert_eq!(location(&r), format!("/realms/{realm}/account"));
+}
+
+async fn verify_in(server: &TestServer, b: &reqwest::Client, realm: &str, name: &str, id: &str) -> reqwest::Response {
+    let html =
+        b.get(format!("{}/realms/{realm}/verify", server.url)).send().await.expect("page").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("name", name.to_string()),
+        ("id_number", id.to_string()),
+        ("consent", "yes".to_string()),
+    ];
+    b.post(format!("{}/realms/{realm}/verify", server.url)).form(&form).send().await.expect("verify")
+}
+
+#[tokio::test]
+async fn an_external_verification_service_signed_retried_and_broken_circuit() {
+    const SECRET: &str = "verifier shared secret";
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (port, service) = verification_service(SECRET, calls.clone()).await;
+    let server = TestServer::start_configured(|s| {
+        s.verifier_url = format!("http://127.0.0.1:{port}/check");
+        s.verifier_secret = SECRET.into();
+        s.verifier_timeout_ms = 500;
+        s.verifier_retries = 1;
+    })
+    .await;
+    server.user("other", "chenjing", PW).await;
+    server.user("other", "liuyang", PW).await;
+
+    let b = browser();
+    account_sign_in(&server, &b, "other", "chenjing").await;
+    let r = verify_in(&server, &b, "other", "张三", ID).await;
+    assert_eq!(r.status(), 400, "the service says no match");
+    let r = verify_in(&server, &b, "other", "王芳", ID).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/realms/other/account?done=verified");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2, "signed requests were accepted");
+    let level =
+        civid::realname::level_of(&server.state, "other", &server_user_id(&server, "other", "liuyang").await).await;
+    assert_eq!(level.expect("level"), "L2");
+
+    // The service goes down: a clear page, a retry hint, nothing counted;
+    // after five failures the circuit opens and nobody waits for it.
+    service.abort();
+    let _ = service.await;
+    let b2 = browser();
+    account_sign_in(&server, &b2, "other", "liuyang").await;
+    for _ in 0..5 {
+        let r = verify_in(&server, &b2, "other", "刘洋", "110105194912310089").await;
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().get("retry-after").is_some());
+        assert!(r.text().await.expect("html").contains("暂时不可用"));
+    }
+    let (port2, _service2) = verification_service(SECRET, calls.clone()).await;
+    assert_ne!(port2, 0);
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let r = verify_in(&server, &b2, "other", "刘洋", "110105194912310089").await;
+    assert_eq!(r.status(), 503, "the circuit is open");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+    server.stop().await;
+}
+
+async fn server_user_id(server: &TestServer, realm: &str, username: &str) -> String {
+    use civid::account::identifiers::Identifier;
+    let s = &server.state;
+    let index = Identifier::username(username).expect("username").blind_index(&s.secrets.sealer);
+    civid::store::users::find_by_identifier(&s.db, realm, "username", &index).await.expect("db").expect("user").id
 }
