@@ -254,10 +254,18 @@ async fn user_json(state: &AppState, realm: &str, u: &users::UserRecord, unmaske
         ),
         None => (None, None, None, None),
     };
+    let identity = crate::realname::proven(state, realm, &u.id).await?.map(|p| {
+        json!({
+            "level": p.level, "method": p.method, "verified_at": p.verified_at,
+            "name": if unmasked { p.name.clone() } else { mask_name(&p.name) },
+            "id_number": if unmasked { p.id_number.clone() } else { crate::identity::mask_id(&p.id_number) },
+        })
+    });
     Ok(json!({
         "id": u.id, "status": u.status, "created_at": u.created_at, "last_login_at": u.last_login_at,
         "has_password": u.password_hash.is_some(),
         "phone": phone, "email": email, "username": username, "name": name, "masked": !unmasked,
+        "level": identity.as_ref().map(|i| i["level"].clone()).unwrap_or(json!("L2")), "identity": identity,
     }))
 }
 
@@ -319,6 +327,50 @@ pub async fn user_reset_password(state: &AppState, actor: &Actor<'_>, realm: &st
     audit_change(state, actor, realm, "admin.user.password_reset", json!({ "user": id, "sessions_ended": ended }))
         .await;
     Ok(json!({ "id": id, "temporary_password": temp, "sessions_ended": ended }))
+}
+
+/// Records an in-person identity check at a service hall (L5): the
+/// operator saw the ID card and the person. The ID number must be the one
+/// the account proved, if it proved one, and no other account's.
+pub async fn user_in_person(
+    state: &AppState,
+    actor: &Actor<'_>,
+    realm: &str,
+    id: &str,
+    id_number: &str,
+    name: &str,
+) -> Result<Value, Problem> {
+    users::get(&state.db, realm, id).await?.ok_or_else(|| Problem::not_found(format!("user {id}")))?;
+    let r = state.realms.get(realm).ok_or_else(|| Problem::not_found(format!("realm {realm}")))?;
+    let parsed = crate::identity::ResidentId::parse(id_number, chrono::Utc::now().date_naive())
+        .map_err(|e| Problem::new(400, "invalid_id_number", e.to_string()))?;
+    let name = crate::realname::normalize_name(name);
+    if name.chars().count() < 2 {
+        return Err(Problem::new(400, "invalid_name", "the name as on the ID card is required".to_string()));
+    }
+    match crate::realname::record_in_person(state, &r, id, parsed.as_str(), &name, actor.id).await? {
+        crate::realname::InPerson::Recorded => {}
+        crate::realname::InPerson::OtherNumber => {
+            return Err(Problem::new(409, "conflict", "the account proved another ID number".to_string()));
+        }
+        crate::realname::InPerson::Taken => {
+            return Err(Problem::new(
+                409,
+                "conflict",
+                "another account of the realm proved this ID number".to_string(),
+            ));
+        }
+    }
+    let masked = crate::identity::mask_id(parsed.as_str());
+    audit_change(
+        state,
+        actor,
+        realm,
+        "admin.user.verified_in_person",
+        json!({ "user": id, "level": "L5", "id_number": masked }),
+    )
+    .await;
+    Ok(json!({ "id": id, "level": "L5", "id_number": masked }))
 }
 
 /// Removes a person's passkeys and authenticator apps (a lost phone, after

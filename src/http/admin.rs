@@ -39,6 +39,7 @@ pub fn app(state: SharedState) -> Router {
         .route(&format!("{v1}/{{realm}}/users/{{id}}/sessions/end"), post(user_end_sessions))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/password/reset"), post(user_reset_password))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/factors/reset"), post(user_reset_factors))
+        .route(&format!("{v1}/{{realm}}/users/{{id}}/identity/in-person"), post(user_in_person))
         .route(&format!("{v1}/{{realm}}/audit"), get(audit_query))
         .route(&format!("{v1}/{{realm}}/statistics"), get(statistics))
         .fallback(|| async { problem(Problem::not_found("no such admin endpoint")) })
@@ -412,6 +413,21 @@ async fn user_reset_password(
     let c = caller(&s, &h, ip).await?;
     c.require(&realm, Action::ManageUsers)?;
     ok(actions::user_reset_password(&s, &c.actor(), &realm, &id).await?)
+}
+
+async fn user_in_person(
+    State(s): State<SharedState>,
+    Path((realm, id)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let c = caller(&s, &h, ip).await?;
+    c.require(&realm, Action::ManageUsers)?;
+    let v = json_body(&body)?;
+    let id_number = v["id_number"].as_str().unwrap_or_default();
+    let name = v["name"].as_str().unwrap_or_default();
+    ok(actions::user_in_person(&s, &c.actor(), &realm, &id, id_number, name).await?)
 }
 
 async fn user_reset_factors(

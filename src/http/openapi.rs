@@ -123,6 +123,15 @@ pub const OPERATIONS: &[Op] = &[
     ),
     (
         "post",
+        "/{realm}/users/{id}/identity/in-person",
+        "verifyUserInPerson",
+        "Record an in-person identity check at a service hall (L5), with who did it",
+        "realm-admin, helpdesk",
+        &[],
+        Some("InPersonCheck"),
+    ),
+    (
+        "post",
         "/{realm}/users/{id}/factors/reset",
         "resetUserFactors",
         "Remove the passkeys and authenticator apps of a person and end sessions",
@@ -248,6 +257,8 @@ pub fn document() -> Value {
                     "client_id": { "type": "string" }, "settings": { "type": "object" } } },
                 "ClientUpdate": { "type": "object", "required": ["settings"], "properties": {
                     "settings": { "type": "object" }, "enabled": { "type": "boolean" } } },
+                "InPersonCheck": { "type": "object", "required": ["id_number", "name"], "properties": {
+                    "id_number": { "type": "string" }, "name": { "type": "string" } } },
                 "KeyRotation": { "type": "object", "properties": {
                     "algs": { "type": "array", "items": { "type": "string", "enum": ["RS256", "ES256", "EdDSA"] } },
                     "lead_secs": { "type": "integer" } } },

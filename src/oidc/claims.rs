@@ -91,18 +91,12 @@ pub fn verified_claims(
     }
     let time = chrono::DateTime::from_timestamp(p.verified_at, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let source = if p.method == "http" { "external verification service" } else { "population registry" };
     Some(json!({
         "verification": {
             "trust_framework": realm.settings.realname.trust_framework,
             "assurance_level": p.level,
             "time": time,
-            "evidence": [{
-                "type": "electronic_record",
-                "check_details": [{ "check_method": "data" }],
-                "time": time,
-                "record": { "type": "population_register", "source": { "name": source } },
-            }],
+            "evidence": p.evidence,
         },
         "claims": all,
     }))

@@ -55,6 +55,8 @@ pub struct Proven {
     pub level: String,
     pub method: String,
     pub verified_at: i64,
+    /// The evidence of the check (Identity Assurance `evidence` array).
+    pub evidence: serde_json::Value,
 }
 
 pub async fn proven(state: &AppState, realm: &str, user_id: &str) -> Result<Option<Proven>> {
@@ -63,7 +65,8 @@ pub async fn proven(state: &AppState, realm: &str, user_id: &str) -> Result<Opti
     };
     let name = state.secrets.sealer.open(&p.name_sealed, &proof_aad(realm, user_id, "name"))?;
     let id_number = state.secrets.sealer.open(&p.id_sealed, &proof_aad(realm, user_id, "id"))?;
-    Ok(Some(Proven { name, id_number, level: p.level, method: p.method, verified_at: p.verified_at }))
+    let evidence = serde_json::from_str(&p.evidence).unwrap_or_else(|_| json!([]));
+    Ok(Some(Proven { name, id_number, level: p.level, method: p.method, verified_at: p.verified_at, evidence }))
 }
 
 /// What a verification attempt came to.
@@ -83,6 +86,13 @@ pub enum Outcome {
     Unavailable,
 }
 
+/// An Identity Assurance time: RFC 3339, UTC.
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 fn day() -> i64 {
     now() / 86_400
 }
@@ -95,6 +105,67 @@ pub fn normalize_name(name: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .map(|c| if matches!(c, '.' | '•' | '‧' | '∙' | '・') { '·' } else { c })
         .collect()
+}
+
+pub enum InPerson {
+    Recorded,
+    /// The account proved a different number.
+    OtherNumber,
+    /// Another account of the realm proved this number.
+    Taken,
+}
+
+/// An operator saw the person and their ID card at a service hall: the
+/// account is L5, with the operator named in the evidence.
+pub async fn record_in_person(
+    state: &AppState,
+    realm: &Realm,
+    user_id: &str,
+    id: &str,
+    name: &str,
+    operator: &str,
+) -> Result<InPerson> {
+    let r = realm.name.as_str();
+    let index = id_index(state, id);
+    if let Some(holder) = store::holder_of(&state.db, r, &index).await?
+        && holder.user_id != user_id
+    {
+        return Ok(InPerson::Taken);
+    }
+    let existing = store::proof_of(&state.db, r, user_id).await?;
+    if existing.as_ref().is_some_and(|p| p.id_index != index) {
+        return Ok(InPerson::OtherNumber);
+    }
+    let t = now();
+    let evidence = json!([{
+        "type": "document",
+        "check_details": [{ "check_method": "vpip", "organization": r }],
+        "verifier": { "organization": r, "txn": operator },
+        "time": iso(t),
+        "document_details": { "type": "idcard" },
+    }]);
+    let consent_at = existing.as_ref().map(|p| p.consent_at).unwrap_or(t);
+    if existing.is_some() {
+        store::delete_proof(&state.db, r, user_id).await?;
+    }
+    store::insert_proof(
+        &state.db,
+        store::ProofRecord {
+            realm: r.to_string(),
+            user_id: user_id.to_string(),
+            id_index: index,
+            id_sealed: state.secrets.sealer.seal(id, &proof_aad(r, user_id, "id"))?,
+            name_sealed: state.secrets.sealer.seal(name, &proof_aad(r, user_id, "name"))?,
+            level: "L5".into(),
+            method: "in_person".into(),
+            evidence: evidence.to_string(),
+            verified_at: t,
+            consent_at,
+        },
+    )
+    .await?;
+    crate::authn::session::set_level_of_user(state, realm, user_id, "L5").await?;
+    Ok(InPerson::Recorded)
 }
 
 /// Checks `name` and the normalised ID number `id` (born `birth`) for the
@@ -158,7 +229,7 @@ pub async fn verify(
     let evidence = json!([{
         "type": "electronic_record",
         "check_details": [{ "check_method": "data", "txn": crate::crypto::random::token(12)? }],
-        "time": t,
+        "time": iso(t),
         "record": { "type": "population_register", "source": { "name": if method == "http" { "external verification service" } else { "population registry" } } },
     }]);
     let proof = store::ProofRecord {

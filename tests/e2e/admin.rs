@@ -149,6 +149,9 @@ async fn openapi_document_validates_and_every_operation_is_routed_and_guarded() 
                 ("post", true) => {
                     Some(json!({ "client_id": "walked", "settings": { "redirect_uris": ["https://w.example/cb"] } }))
                 }
+                ("post", _) if path.ends_with("/in-person") => {
+                    Some(json!({ "id_number": "11010519491231002X", "name": "步行者" }))
+                }
                 ("put", _) | ("post", _) => Some(json!({})),
                 _ => None,
             };

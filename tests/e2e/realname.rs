@@ -363,3 +363,28 @@ async fn server_user_id(server: &TestServer, realm: &str, username: &str) -> Str
     let index = Identifier::username(username).expect("username").blind_index(&s.secrets.sealer);
     civid::store::users::find_by_identifier(&s.db, realm, "username", &index).await.expect("db").expect("user").id
 }
+
+#[tokio::test]
+async fn an_operator_records_an_in_person_check_as_l5() {
+    let server = TestServer::start().await;
+    let uid = server.user("test", "zhaomin", PW).await;
+    let other = server.user("test", "qianli", PW).await;
+    let s = &server.state;
+    let actor = civid::admin::actions::Actor { id: "operator-7", ip: Some("10.1.2.3") };
+    let bad = civid::admin::actions::user_in_person(s, &actor, "test", &uid, "11010519491231002Y", "赵敏").await;
+    assert!(bad.is_err(), "a malformed number is refused");
+    let v = civid::admin::actions::user_in_person(s, &actor, "test", &uid, ID, "赵敏").await.expect("in person");
+    assert_eq!(v["level"], "L5");
+    assert_eq!(civid::realname::level_of(s, "test", &uid).await.expect("level"), "L5");
+    let taken = civid::admin::actions::user_in_person(s, &actor, "test", &other, ID, "赵敏").await;
+    assert!(taken.is_err(), "one ID number, one account");
+    let view = civid::admin::actions::user_view(s, &actor, "test", &uid, false).await.expect("view");
+    assert_eq!(view["level"], "L5");
+    assert_eq!(view["identity"]["id_number"], "1101**********002X", "masked without pii-reader");
+    let e = civid::store::audit::list(&s.db, "test", Some("admin.user.verified_in_person"), 5).await.expect("audit");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].actor.as_deref(), Some("operator-7"), "who did it");
+    let p = civid::realname::proven(s, "test", &uid).await.expect("db").expect("proof");
+    assert_eq!(p.evidence[0]["verifier"]["txn"], "operator-7");
+    server.stop().await;
+}
