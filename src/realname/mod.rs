@@ -107,6 +107,31 @@ pub fn normalize_name(name: &str) -> String {
         .collect()
 }
 
+/// The population registry now lists these persons (blind indexes) as
+/// deceased: every account that proved one of them falls back to L2 and its
+/// sessions end, on every node; each is audited. Returns how many accounts.
+pub async fn registry_deceased(state: &AppState, indexes: &[String]) -> Result<usize> {
+    let mut n = 0;
+    for index in indexes {
+        for p in store::proofs_by_index(&state.db, index).await? {
+            if p.level == "L2" {
+                continue;
+            }
+            store::set_level(&state.db, &p.realm, &p.user_id, "L2").await?;
+            let ended = crate::authn::session::end_all(state, &p.realm, &p.user_id, "registry_deceased").await?;
+            audit::record(
+                state,
+                Event::new(&p.realm, "realname.demoted", "success").actor(&p.user_id).detail(
+                    json!({ "from": p.level, "to": "L2", "reason": "registry: deceased", "sessions_ended": ended }),
+                ),
+            )
+            .await;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub enum InPerson {
     Recorded,
     /// The account proved a different number.

@@ -65,3 +65,8 @@ pub async fn delete_proof<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str
 pub async fn registry_person<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Option<PersonRecord>, DbErr> {
     registry_person::Entity::find_by_id(id_index.to_string()).one(db).await
 }
+
+/// Every account, in any realm, that proved this ID number.
+pub async fn proofs_by_index<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Vec<ProofRecord>, DbErr> {
+    identity_proof::Entity::find().filter(identity_proof::Column::IdIndex.eq(id_index)).all(db).await
+}

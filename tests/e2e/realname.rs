@@ -386,5 +386,12 @@ async fn an_operator_records_an_in_person_check_as_l5() {
     assert_eq!(e[0].actor.as_deref(), Some("operator-7"), "who did it");
     let p = civid::realname::proven(s, "test", &uid).await.expect("db").expect("proof");
     assert_eq!(p.evidence[0]["verifier"]["txn"], "operator-7");
+
+    // The registry reports the person deceased: the account falls back.
+    let n = civid::realname::registry_deceased(s, &[civid::realname::id_index(s, ID)]).await.expect("demote");
+    assert_eq!(n, 1);
+    assert_eq!(civid::realname::level_of(s, "test", &uid).await.expect("level"), "L2");
+    let e = civid::store::audit::list(&s.db, "test", Some("realname.demoted"), 5).await.expect("audit");
+    assert_eq!(e.len(), 1);
     server.stop().await;
 }
