@@ -111,7 +111,14 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         None => (random::token(16).map_err(|e| PageError(e.into(), loc))?, true),
     };
     let sess = current_session(&state, &r, &headers).await.map_err(|e| PageError(e, loc))?;
-    let tx = LoginTx { request: req, binding: binding.clone(), fresh_session: None, registering: None, pending: None };
+    let tx = LoginTx {
+        request: req,
+        binding: binding.clone(),
+        fresh_session: None,
+        registering: None,
+        pending: None,
+        recovering: None,
+    };
     let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
     let resp = respond(&r, next);
     Ok(if new_binding { with_cookie(resp, &cookies::set(bind_name, &binding, https, None)) } else { resp })

@@ -10,19 +10,26 @@ use bytes::Bytes;
 use minijinja::context;
 
 use super::factors::{Me, me};
-use super::login::{PageResult, client_name, current_session, form_get, no_store, realm_logo, realm_name, respond};
+use super::login::{
+    PageResult, TxCtx, client_name, current_session, form_get, load_tx, no_store, realm_logo, realm_name, respond,
+    signed_in_with, submitted,
+};
 use super::{ClientIp, PageError, form_pairs, query_pairs};
+use crate::account::identifiers::Identifier;
+use crate::account::registration::{self, Completed, Started};
 use crate::audit;
 use crate::error::Error;
 use crate::identity::ResidentId;
 use crate::oidc::flow::{self, LoginTx};
-use crate::realname::{self, Outcome};
+use crate::realname::{self, Outcome, Recovery};
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/realms/{realm}/verify", get(page).post(submit))
         .route("/realms/{realm}/verify/cancel", post(cancel))
+        .route("/realms/{realm}/recover/realname", get(recover_page).post(recover_submit))
+        .route("/realms/{realm}/recover/realname/verify", get(recover_code_page).post(recover_code_submit))
 }
 
 /// The portal's transaction this verification belongs to, if any: only
@@ -180,4 +187,195 @@ async fn cancel(
     flow::end_tx(&state, &m.realm, &tx_id).await.map_err(|e| PageError(e, m.loc))?;
     let desc = "real-name verification was not completed";
     Ok(respond(&m.realm, flow::to_client_error(&m.realm, &tx.request, "unmet_authentication_requirements", desc)))
+}
+
+// ---------------------------------------------------------------------------
+// Recovery by real name: phone and passkey lost, the real name proven again.
+
+fn recover_view(state: &SharedState, c: &TxCtx, step: &str, error: Option<String>, status: StatusCode) -> Response {
+    let base = format!("/realms/{}/recover/realname", c.realm.name);
+    let action = if step == "code" { format!("{base}/verify") } else { base.clone() };
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => realm_logo(&c.realm),
+        step => step,
+        action => action,
+        csrf => state.secrets.csrf_token(&c.binding, &format!("rn-recover:{}", c.tx_id)),
+        tx => c.tx_id.clone(),
+        error => error,
+        min_length => c.realm.settings.accounts.password.min_length.max(1),
+        restart_url => format!("{base}?tx={}", c.tx_id),
+        register_url => format!("/realms/{}/register?tx={}", c.realm.name, c.tx_id),
+        login_url => format!("/realms/{}/login?tx={}", c.realm.name, c.tx_id),
+    };
+    let mut r = no_store(Html(super::render("recover_realname.html", c.loc, ctx)).into_response());
+    *r.status_mut() = status;
+    r
+}
+
+fn phone_aad(c: &TxCtx) -> Vec<u8> {
+    format!("tx recover phone\0{}\0{}", c.realm.name, c.tx_id).into_bytes()
+}
+
+fn recovering(state: &SharedState, c: &TxCtx) -> Option<(String, Identifier)> {
+    let uid = c.tx.recovering.clone()?;
+    let sealed = crate::crypto::random::b64_decode(c.tx.registering.as_deref()?).ok()?;
+    let phone = Identifier::phone(&state.secrets.sealer.open(&sealed, &phone_aad(c)).ok()?)?;
+    Some((uid, phone))
+}
+
+async fn recover_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    Ok(recover_view(&state, &c, "identity", None, StatusCode::OK))
+}
+
+async fn recover_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let mut c = submitted(&state, &name, &headers, &form, "rn-recover").await?;
+    let err = |c: &TxCtx, key: &str, args: &[(&str, &str)]| Some(crate::web::text(c.loc, key, args));
+    if form_get(&form, "consent") != Some("yes") {
+        let e = err(&c, "realname.error.consent", &[]);
+        return Ok(recover_view(&state, &c, "identity", e, StatusCode::BAD_REQUEST));
+    }
+    let typed_name = form_get(&form, "name").unwrap_or_default().trim().to_string();
+    if !(2..=50).contains(&typed_name.chars().count()) {
+        let e = err(&c, "realname.error.name", &[]);
+        return Ok(recover_view(&state, &c, "identity", e, StatusCode::BAD_REQUEST));
+    }
+    let today = chrono::Utc::now().date_naive();
+    let id = match ResidentId::parse(form_get(&form, "id_number").unwrap_or_default(), today) {
+        Ok(id) => id,
+        Err(e) => return Ok(recover_view(&state, &c, "identity", err(&c, e.key(), &[]), StatusCode::BAD_REQUEST)),
+    };
+    let Some(phone) = Identifier::phone(form_get(&form, "phone").unwrap_or_default()) else {
+        let e = err(&c, "register.error.phone", &[]);
+        return Ok(recover_view(&state, &c, "identity", e, StatusCode::BAD_REQUEST));
+    };
+    let found = realname::recover_check(&state, &c.realm, id.as_str(), id.birth_date(), &typed_name, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    let user_id = match found {
+        Recovery::Account(u) => u,
+        Recovery::NoAccount => {
+            let e = err(&c, "recover.realname.error.none", &[]);
+            return Ok(recover_view(&state, &c, "identity", e, StatusCode::NOT_FOUND));
+        }
+        Recovery::Failed(o) => {
+            let (key, n, status) = match o {
+                Outcome::Mismatch(left) => ("realname.error.mismatch", left.to_string(), StatusCode::BAD_REQUEST),
+                Outcome::Limited => ("realname.error.limited", String::new(), StatusCode::TOO_MANY_REQUESTS),
+                Outcome::Minor => ("realname.error.minor", String::new(), StatusCode::BAD_REQUEST),
+                _ => ("realname.error.unavailable", String::new(), StatusCode::SERVICE_UNAVAILABLE),
+            };
+            return Ok(recover_view(&state, &c, "identity", err(&c, key, &[("n", &n)]), status));
+        }
+    };
+    let r = c.realm.name.clone();
+    let code = match registration::new_code(&state, &r, "rn-recover", &phone).await.map_err(|e| PageError(e, c.loc))? {
+        Ok(code) => code,
+        Err(Started::TooSoon(n)) => {
+            let e = err(&c, "register.error.wait", &[("n", &n.to_string())]);
+            return Ok(recover_view(&state, &c, "identity", e, StatusCode::TOO_MANY_REQUESTS));
+        }
+        Err(_) => {
+            let e = err(&c, "register.error.daily", &[]);
+            return Ok(recover_view(&state, &c, "identity", e, StatusCode::TOO_MANY_REQUESTS));
+        }
+    };
+    let sent = registration::deliver(
+        &state,
+        &r,
+        "rn-recover",
+        &phone,
+        c.loc,
+        "recover",
+        &code,
+        "recovery.realname.code_sent",
+        ip.as_deref(),
+    )
+    .await
+    .map_err(|e| PageError(e, c.loc))?;
+    if !matches!(sent, Started::Sent) {
+        let e = err(&c, "register.error.send", &[]);
+        return Ok(recover_view(&state, &c, "identity", e, StatusCode::SERVICE_UNAVAILABLE));
+    }
+    let sealed = state.secrets.sealer.seal(phone.value(), &phone_aad(&c)).map_err(|e| PageError(e.into(), c.loc))?;
+    c.tx.registering = Some(crate::crypto::random::b64(&sealed));
+    c.tx.recovering = Some(user_id);
+    flow::save_tx(&state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
+    let to = format!("/realms/{}/recover/realname/verify?tx={}", c.realm.name, c.tx_id);
+    Ok(no_store(Redirect::to(&to).into_response()))
+}
+
+async fn recover_code_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    let step = if recovering(&state, &c).is_some() { "code" } else { "identity" };
+    Ok(recover_view(&state, &c, step, None, StatusCode::OK))
+}
+
+async fn recover_code_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let c = submitted(&state, &name, &headers, &form, "rn-recover").await?;
+    let Some((user_id, phone)) = recovering(&state, &c) else {
+        return Ok(recover_view(&state, &c, "identity", None, StatusCode::BAD_REQUEST));
+    };
+    let err = |key: &str, args: &[(&str, &str)]| Some(crate::web::text(c.loc, key, args));
+    let r = c.realm.name.clone();
+    let code = form_get(&form, "code").unwrap_or_default();
+    if !registration::code_ok(&state, &r, "rn-recover", &phone, code).await.map_err(|e| PageError(e, c.loc))? {
+        return Ok(recover_view(&state, &c, "code", err("register.error.code", &[]), StatusCode::BAD_REQUEST));
+    }
+    let pw = form_get(&form, "password").unwrap_or_default();
+    let pw2 = form_get(&form, "password2").unwrap_or_default();
+    let policy = c.realm.settings.accounts.password.clone();
+    if let Some(refused) =
+        registration::new_password_refused(&state, &r, &policy, &phone, pw, pw2, "recovery.realname", ip.as_deref())
+            .await
+            .map_err(|e| PageError(e, c.loc))?
+    {
+        let (key, n) = match refused {
+            Completed::BadPassword(k) if k == "password.error.long" => (k, policy.max_length),
+            Completed::BadPassword(k) => (k, policy.min_length.max(1)),
+            _ => ("register.error.mismatch", 0),
+        };
+        return Ok(recover_view(&state, &c, "code", err(key, &[("n", &n.to_string())]), StatusCode::BAD_REQUEST));
+    }
+    let owned = pw.to_string();
+    let hash = crate::authn::password::hashing(move || crate::crypto::password::hash(&owned))
+        .await
+        .map_err(|e| PageError(e, c.loc))?
+        .map_err(|e| PageError(e.into(), c.loc))?;
+    if !realname::recover_complete(&state, &r, &user_id, &phone, hash, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, c.loc))?
+    {
+        return Ok(recover_view(&state, &c, "code", err("register.error.taken", &[]), StatusCode::CONFLICT));
+    }
+    signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.recovery", vec!["sms".into()]).await
 }

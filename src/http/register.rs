@@ -190,6 +190,7 @@ fn page(state: &SharedState, c: &TxCtx, v: View<'_>) -> axum::response::Response
         max_length => policy.max_length,
         passkey_instead => v.flow == Flow::Register && c.realm.settings.accounts.allows("passkey"),
         restart_url => format!("{base}?tx={}", c.tx_id),
+        realname_url => (v.flow == Flow::Recover).then(|| format!("/realms/{}/recover/realname?tx={}", c.realm.name, c.tx_id)),
         login_url => format!("/realms/{}/login?tx={}", c.realm.name, c.tx_id),
         switch_url => switch_url(&action, &c.tx_id, c.loc),
     };

@@ -35,6 +35,9 @@ pub struct LoginTx {
     /// (a TOTP code, a passkey) before a session starts or is stepped up.
     #[serde(default)]
     pub pending: Option<Pending>,
+    /// The account being recovered by real name, once its holder proved it.
+    #[serde(default)]
+    pub recovering: Option<String>,
 }
 
 /// A person part-way through signing in: who, and what they proved so far.
@@ -72,7 +75,7 @@ pub fn account_tx(realm: &Realm, binding: String, ui_locales: Option<String>, fr
         resource: None,
         verified: Default::default(),
     };
-    LoginTx { request, binding, fresh_session: None, registering: None, pending: None }
+    LoginTx { request, binding, fresh_session: None, registering: None, pending: None, recovering: None }
 }
 
 pub fn account_url(realm: &Realm) -> String {

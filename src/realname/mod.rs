@@ -193,6 +193,99 @@ pub async fn record_in_person(
     Ok(InPerson::Recorded)
 }
 
+/// Recovery when everything else is lost: the person proves their real
+/// name again; the account of the realm that proved this number (if any)
+/// is theirs. The same limits, checks and audit as a verification.
+pub enum Recovery {
+    Account(String),
+    /// The name and number match the registry, but no account of the realm
+    /// proved them: register instead.
+    NoAccount,
+    Failed(Outcome),
+}
+
+pub async fn recover_check(
+    state: &AppState,
+    realm: &Realm,
+    id: &str,
+    birth: NaiveDate,
+    name: &str,
+    ip: Option<&str>,
+) -> Result<Recovery> {
+    let r = realm.name.as_str();
+    let index = id_index(state, id);
+    let masked = crate::identity::mask_id(id);
+    let ev = |outcome: &'static str, detail: serde_json::Value| {
+        Event::new(r, "recovery.realname", outcome).ip(ip).detail(detail)
+    };
+    let limit = realm.settings.realname.failures_per_day.max(1) as i64;
+    let id_key = format!("rn-fail:{r}:id:{index}:{}", day());
+    let ip_key = format!("rn-fail:{r}:ip:{}:{}", ip.unwrap_or("-"), day());
+    let failures = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let so_far = failures(state.eph.get(&id_key).await?).max(failures(state.eph.get(&ip_key).await?));
+    if so_far >= limit {
+        audit::record(state, ev("failure", json!({ "reason": "limited", "id_number": masked }))).await;
+        return Ok(Recovery::Failed(Outcome::Limited));
+    }
+    let today = chrono::Utc::now().date_naive();
+    let age = today.year() - birth.year() - i32::from((today.month(), today.day()) < (birth.month(), birth.day()));
+    if age < realm.settings.realname.min_age as i32 {
+        return Ok(Recovery::Failed(Outcome::Minor));
+    }
+    let name = normalize_name(name);
+    match verifier::check(state, realm, id, &index, &name).await? {
+        Check::Match => {}
+        Check::Unavailable => return Ok(Recovery::Failed(Outcome::Unavailable)),
+        Check::NoMatch | Check::Deceased => {
+            let a = state.eph.incr(&id_key, 86_400).await?;
+            let b = state.eph.incr(&ip_key, 86_400).await?;
+            audit::record(state, ev("failure", json!({ "reason": "no match", "id_number": masked }))).await;
+            return Ok(Recovery::Failed(Outcome::Mismatch((limit - a.max(b)).max(0) as u32)));
+        }
+    }
+    match store::holder_of(&state.db, r, &index).await? {
+        Some(p) => {
+            let e = Event::new(r, "recovery.realname", "success").actor(&p.user_id).ip(ip);
+            audit::record(state, e.detail(json!({ "step": "identity proven", "id_number": masked }))).await;
+            Ok(Recovery::Account(p.user_id))
+        }
+        None => Ok(Recovery::NoAccount),
+    }
+}
+
+/// Gives the recovered account a new phone number and password; the lost
+/// passkeys and authenticator apps are removed and every session ends.
+/// `Ok(false)`: another account holds that number.
+pub async fn recover_complete(
+    state: &AppState,
+    realm: &str,
+    user_id: &str,
+    phone: &crate::account::identifiers::Identifier,
+    password_hash: String,
+    ip: Option<&str>,
+) -> Result<bool> {
+    use sea_orm::TransactionTrait;
+    let sealed =
+        state.secrets.sealer.seal(phone.value(), &crate::account::identifiers::Identifier::aad(realm, phone.kind()))?;
+    let index = phone.blind_index(&state.secrets.sealer);
+    let txn = state.db.begin().await?;
+    if crate::store::users::replace_identifier(&txn, realm, user_id, phone.kind(), &index, sealed).await.is_err() {
+        return Ok(false);
+    }
+    crate::store::users::set_password(&txn, realm, user_id, Some(password_hash)).await?;
+    let removed = crate::store::credentials::delete_all_of_user(&txn, realm, user_id).await?;
+    txn.commit().await?;
+    let ended = crate::authn::session::end_all(state, realm, user_id, "recovered_by_real_name").await?;
+    audit::record(
+        state,
+        Event::new(realm, "recovery.realname", "success").actor(user_id).ip(ip).detail(json!({
+            "step": "new phone and password", "credentials_removed": removed, "sessions_ended": ended,
+        })),
+    )
+    .await;
+    Ok(true)
+}
+
 /// Checks `name` and the normalised ID number `id` (born `birth`) for the
 /// signed-in person `user_id`, after consent given at `consent_at`.
 #[allow(clippy::too_many_arguments)]

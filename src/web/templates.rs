@@ -16,6 +16,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("passkey_signin.html", include_str!("templates/passkey_signin.html")),
     ("second.html", include_str!("templates/second.html")),
     ("verify.html", include_str!("templates/verify.html")),
+    ("recover_realname.html", include_str!("templates/recover_realname.html")),
     ("passkey_setup.html", include_str!("templates/passkey_setup.html")),
     ("totp.html", include_str!("templates/totp.html")),
     ("account_factors.html", include_str!("templates/account_factors.html")),

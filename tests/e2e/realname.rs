@@ -395,3 +395,86 @@ async fn an_operator_records_an_in_person_check_as_l5() {
     assert_eq!(e.len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_who_lost_phone_and_passkey_recovers_the_same_account_by_real_name() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    let uid = server.user("test", "wangfang", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    let realm = s.realms.get("test").expect("realm");
+    let birth = chrono::NaiveDate::from_ymd_opt(1949, 12, 31).expect("date");
+    let done = civid::realname::verify(s, &realm, &uid, ID, birth, "王芳", 0, None).await.expect("verify");
+    assert_eq!(done, civid::realname::Outcome::Verified("L3".into()));
+    server.enrol_totp("test", &uid).await;
+
+    let b = browser();
+    let challenge = civid::crypto::random::sha256_b64("c".repeat(43).as_bytes());
+    let url = format!(
+        "{}/authorize?response_type=code&client_id=portal-b&redirect_uri=https%3A%2F%2Fb.example.test%2Fcb&scope=openid\
+         &state=rn&code_challenge={challenge}&code_challenge_method=S256",
+        server.issuer("test")
+    );
+    let r = b.get(&url).send().await.expect("authorize");
+    let tx = query_param(&format!("{}{}", server.url, location(&r)), "tx").expect("tx");
+    let recover = b.get(format!("{}/realms/test/recover?tx={tx}", server.url)).send().await.expect("recover");
+    let recover = recover.text().await.expect("html").replace("&#x2f;", "/").replace("&amp;", "&");
+    assert!(recover.contains("/realms/test/recover/realname?tx="), "the way to recover by real name is offered");
+    let page = format!("{}/realms/test/recover/realname?tx={tx}", server.url);
+    let post = |name: &'static str| {
+        let b = b.clone();
+        let page = page.clone();
+        async move {
+            let html = b.get(&page).send().await.expect("page").text().await.expect("html");
+            let form = [
+                ("csrf", hidden(&html, "csrf")),
+                ("tx", hidden(&html, "tx")),
+                ("name", name.to_string()),
+                ("id_number", ID.to_string()),
+                ("phone", "139 0000 9999".to_string()),
+                ("consent", "yes".to_string()),
+            ];
+            b.post(format!("{}/realms/test/recover/realname", server_url(&page)))
+                .form(&form)
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    assert_eq!(post("王方").await.status(), 400, "a wrong name recovers nothing");
+    let r = post("王芳").await;
+    assert_eq!(r.status(), 303);
+    let verify = location(&r);
+    let sms = s.sms.outbox_messages().last().cloned().expect("a code to the new number");
+    assert_eq!(sms.to, "+8613900009999");
+    let code: String = sms.body.chars().filter(|c| c.is_ascii_digit()).take(6).collect();
+    let html = b.get(format!("{}{verify}", server.url)).send().await.expect("verify").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("code", code),
+        ("password", "a fresh start 2026".to_string()),
+        ("password2", "a fresh start 2026".to_string()),
+    ];
+    let r =
+        b.post(format!("{}/realms/test/recover/realname/verify", server.url)).form(&form).send().await.expect("post");
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("https://b.example.test/cb?"), "signed in and on to the portal");
+
+    // The same account: the new number and password sign it in; the lost
+    // authenticator app is gone.
+    let outcome = civid::authn::password::authenticate(s, "test", "13900009999", "a fresh start 2026".into()).await;
+    match outcome.expect("auth") {
+        civid::authn::password::Outcome::Success { user_id } => assert_eq!(user_id, uid),
+        _ => panic!("the recovered account signs in with its new number"),
+    }
+    assert!(civid::store::credentials::of_user(&s.db, "test", &uid, None).await.expect("db").is_empty());
+    let e = civid::store::audit::list(&s.db, "test", Some("recovery.realname"), 10).await.expect("audit");
+    assert!(e.iter().any(|x| x.outcome == "success" && x.detail.contains("new phone")));
+    server.stop().await;
+}
+
+fn server_url(page: &str) -> String {
+    let u = url::Url::parse(page).expect("url");
+    format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or_default(), u.port().unwrap_or(80))
+}

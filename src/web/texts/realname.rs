@@ -2,6 +2,16 @@
 
 pub const ZH_CN: &[(&str, &str)] = &[
     ("realname.title", "实名认证"),
+    ("recover.realname.link", "手机号码和通行密钥都丢失了？通过实名认证找回账号"),
+    ("recover.realname.title", "通过实名认证找回账号"),
+    (
+        "recover.realname.subtitle",
+        "核验姓名和身份证号码后，您可以为原账号绑定新的手机号码并设置新密码。原账号的通行密钥和身份验证器将被移除，所有登录将退出。",
+    ),
+    ("recover.realname.phone.label", "新的手机号码"),
+    ("recover.realname.submit", "核验身份并发送验证码"),
+    ("recover.realname.code_sent", "身份已核验。验证码已发送至新的手机号码，5 分钟内有效。"),
+    ("recover.realname.error.none", "没有找到使用该身份完成实名认证的账号。您可以直接注册新账号。"),
     ("realname.subtitle", "核验姓名和身份证号后，您的账号将达到实名等级（L3），办理需要实名的事项时无需再次提交证件。"),
     ("realname.for_client", "{client}需要核验您的真实身份。完成实名认证后将自动返回。"),
     ("realname.name.label", "姓名"),
@@ -38,6 +48,16 @@ pub const ZH_CN: &[(&str, &str)] = &[
 
 pub const EN: &[(&str, &str)] = &[
     ("realname.title", "Verify your identity"),
+    ("recover.realname.link", "Lost both your phone and your passkey? Recover your account by proving your identity"),
+    ("recover.realname.title", "Recover your account by proving your identity"),
+    (
+        "recover.realname.subtitle",
+        "After your name and ID number are checked, you give your account a new phone number and password. Its passkeys and authenticator apps are removed and every session ends.",
+    ),
+    ("recover.realname.phone.label", "New mobile number"),
+    ("recover.realname.submit", "Check and send a code"),
+    ("recover.realname.code_sent", "Identity confirmed. A code was sent to the new number; it is valid for 5 minutes."),
+    ("recover.realname.error.none", "No account has proven this identity. You can register a new account."),
     (
         "realname.subtitle",
         "Once your name and ID number are checked, your account is real-name verified (L3) and services that need it will not ask for papers again.",
