@@ -17,6 +17,7 @@ use crate::realm::cache::Realm;
 use crate::state::AppState;
 use crate::store::{now, realname as store};
 
+pub mod enterprise;
 pub mod verifier;
 
 pub use verifier::Check;

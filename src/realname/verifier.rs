@@ -21,9 +21,15 @@ pub enum Check {
     Unavailable,
 }
 
-/// The AAD of a registry row's sealed name.
+/// Associated data of a sealed column of a registry row (table, column,
+/// the row's key), as the import writes it.
+pub fn registry_aad(table: &str, column: &str, key: &str) -> Vec<u8> {
+    format!("{table}\0{column}\0{key}").into_bytes()
+}
+
+/// The AAD of a registry person's sealed name.
 pub fn registry_name_aad(id_index: &str) -> Vec<u8> {
-    format!("registry_persons\0{id_index}\0name").into_bytes()
+    registry_aad("registry_persons", "name_sealed", id_index)
 }
 
 pub async fn check(state: &AppState, realm: &Realm, id: &str, index: &str, name: &str) -> Result<Check> {

@@ -336,3 +336,41 @@ pub mod identity_proof {
     }
     no_relations!();
 }
+
+pub mod enterprise {
+    use sea_orm::entity::prelude::*;
+    /// An enterprise claimed in a realm by its legal representative.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "enterprises")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub realm: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub uscc_index: String,
+        pub uscc_sealed: Vec<u8>,
+        pub name_sealed: Vec<u8>,
+        pub rep_user_id: String,
+        pub claimed_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod delegation {
+    use sea_orm::entity::prelude::*;
+    /// An agent (经办人) acting for an enterprise, appointed by its representative.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delegations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub uscc_index: String,
+        pub user_id: String,
+        pub role: String,
+        pub expires_at: i64,
+        pub created_by: String,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+    no_relations!();
+}

@@ -8,6 +8,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 pub mod admins;
 pub mod audit;
 pub mod credentials;
+pub mod enterprises;
 pub mod entities;
 pub mod ephemeral;
 pub mod grants;

@@ -20,7 +20,11 @@ async fn registry_row(server: &TestServer, id: &str, name: &str, status: &str) {
     let aad = civid::realname::verifier::registry_name_aad(&index);
     civid::store::entities::registry_person::ActiveModel {
         id_index: Set(index.clone()),
-        id_sealed: Set(s.secrets.sealer.seal(id, format!("registry_persons\0{index}\0id").as_bytes()).expect("seal")),
+        id_sealed: Set(s
+            .secrets
+            .sealer
+            .seal(id, &civid::realname::verifier::registry_aad("registry_persons", "id_sealed", &index))
+            .expect("seal")),
         name_sealed: Set(s.secrets.sealer.seal(name, &aad).expect("seal")),
         status: Set(status.into()),
         updated_at: Set(0),
