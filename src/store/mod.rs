@@ -12,6 +12,7 @@ pub mod entities;
 pub mod ephemeral;
 pub mod grants;
 pub mod realms;
+pub mod registry;
 pub mod sessions;
 pub mod users;
 

@@ -15,5 +15,6 @@ mod nodes;
 mod otp;
 mod pages;
 mod register;
+mod registry;
 mod steps;
 mod webdriver;
