@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod realm;
 pub mod realname;
+pub mod registry;
 pub mod secrets;
 pub mod server;
 pub mod state;

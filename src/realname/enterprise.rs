@@ -22,7 +22,7 @@ use super::verifier::registry_aad;
 pub const REPRESENTATIVE: &str = "legal_representative";
 
 fn uscc_index(state: &AppState, uscc: &str) -> String {
-    state.secrets.sealer.blind_index("uscc", uscc)
+    state.secrets.sealer.blind_index(crate::registry::USCC_INDEX, uscc)
 }
 
 fn aad(realm: &str, index: &str, what: &str) -> Vec<u8> {
@@ -148,7 +148,7 @@ pub async fn appoint(
     days: u32,
     ip: Option<&str>,
 ) -> Result<Appointed> {
-    if !store::get(&state.db, realm, uscc_index).await?.is_some_and(|e| e.rep_user_id == rep_user_id) {
+    if store::get(&state.db, realm, uscc_index).await?.is_none_or(|e| e.rep_user_id != rep_user_id) {
         return Ok(Appointed::NotRepresentative);
     }
     let index = agent.blind_index(&state.secrets.sealer);
@@ -195,7 +195,7 @@ pub async fn revoke(
     delegation_id: &str,
     ip: Option<&str>,
 ) -> Result<bool> {
-    if !store::get(&state.db, realm, uscc_index).await?.is_some_and(|e| e.rep_user_id == rep_user_id) {
+    if store::get(&state.db, realm, uscc_index).await?.is_none_or(|e| e.rep_user_id != rep_user_id) {
         return Ok(false);
     }
     let n = store::revoke(&state.db, realm, uscc_index, Some(delegation_id), now()).await?;
@@ -210,4 +210,34 @@ pub async fn revoke(
         .await;
     }
     Ok(n > 0)
+}
+
+/// The legal-person registry changed: an enterprise has a new legal
+/// representative, or was revoked or cancelled. Its claim ends (the new
+/// representative claims it anew), its delegations are revoked, and the
+/// sessions of the former representative and the agents end, on every
+/// node; audited. Returns how many claims ended.
+pub async fn registry_changed(state: &AppState, indexes: &[String]) -> Result<usize> {
+    let mut n = 0;
+    for index in indexes {
+        for e in store::by_index(&state.db, index).await? {
+            let agents = store::delegations_for(&state.db, &e.realm, index, now()).await?;
+            store::revoke(&state.db, &e.realm, index, None, now()).await?;
+            store::delete(&state.db, &e.realm, index).await?;
+            let mut ended = crate::authn::session::end_all(state, &e.realm, &e.rep_user_id, "registry_changed").await?;
+            for a in &agents {
+                ended += crate::authn::session::end_all(state, &e.realm, &a.user_id, "registry_changed").await?;
+            }
+            audit::record(
+                state,
+                Event::new(&e.realm, "enterprise.claim_ended", "success").actor(&e.rep_user_id).detail(json!({
+                    "reason": "registry: representative changed or enterprise closed",
+                    "delegations_revoked": agents.len(), "sessions_ended": ended,
+                })),
+            )
+            .await;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

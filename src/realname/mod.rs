@@ -37,7 +37,7 @@ pub fn rank(level: &str) -> u8 {
 
 /// The blind index of a normalised resident ID number.
 pub fn id_index(state: &AppState, id: &str) -> String {
-    state.secrets.sealer.blind_index("resident_id", id)
+    state.secrets.sealer.blind_index(crate::registry::RESIDENT_ID_INDEX, id)
 }
 
 fn proof_aad(realm: &str, user_id: &str, what: &str) -> Vec<u8> {

@@ -24,7 +24,7 @@ pub enum Check {
 /// Associated data of a sealed column of a registry row (table, column,
 /// the row's key), as the import writes it.
 pub fn registry_aad(table: &str, column: &str, key: &str) -> Vec<u8> {
-    format!("{table}\0{column}\0{key}").into_bytes()
+    crate::registry::aad(table, column, key)
 }
 
 /// The AAD of a registry person's sealed name.

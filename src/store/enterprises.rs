@@ -115,3 +115,17 @@ pub async fn revoke<C: ConnectionTrait>(
     }
     Ok(q.exec(db).await?.rows_affected)
 }
+
+/// Every realm's claim of an enterprise.
+pub async fn by_index<C: ConnectionTrait>(db: &C, uscc_index: &str) -> Result<Vec<EnterpriseRecord>, DbErr> {
+    enterprise::Entity::find().filter(enterprise::Column::UsccIndex.eq(uscc_index)).all(db).await
+}
+
+pub async fn delete<C: ConnectionTrait>(db: &C, realm: &str, uscc_index: &str) -> Result<(), DbErr> {
+    enterprise::Entity::delete_many()
+        .filter(enterprise::Column::Realm.eq(realm))
+        .filter(enterprise::Column::UsccIndex.eq(uscc_index))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -14,6 +14,7 @@ pub mod ephemeral;
 pub mod grants;
 pub mod realms;
 pub mod realname;
+pub mod registry;
 pub mod sessions;
 pub mod users;
 

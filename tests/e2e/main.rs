@@ -16,5 +16,6 @@ mod otp;
 mod pages;
 mod realname;
 mod register;
+mod registry;
 mod steps;
 mod webdriver;
