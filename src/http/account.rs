@@ -261,8 +261,10 @@ async fn render_page(state: &SharedState, c: &Ctx, done: Option<&str>, v: View) 
         loc: c.loc,
     };
     let factors = super::factors::factors_context(state, &me).await?;
+    let enterprises = super::realname::enterprises_context(state, &me).await?;
     let ctx = context! {
         factors => factors,
+        enterprises => enterprises,
         level => c.sess.acr.clone(),
         verify_url => format!("/realms/{}/verify", c.realm.name),
         continue_url => v.continue_to.as_ref().map(|c| c.0.clone()),
@@ -305,6 +307,14 @@ const ACTIONS: &[(&str, &str)] = &[
 /// Flash messages after a change (`?done=…`).
 const DONE: &[&str] = &[
     "verified",
+    "enterprise_claimed",
+    "enterprise_code",
+    "enterprise_not_verified",
+    "enterprise_no_match",
+    "enterprise_not_representative",
+    "agent_appointed",
+    "agent_unknown",
+    "agent_revoked",
     "profile",
     "phone",
     "email",
@@ -772,6 +782,13 @@ mod tests {
             retry_after => 42,
             actions => actions, csrf => csrf, cancel_url => "/realms/t/account/cancel",
             level => "L2", verify_url => "/realms/t/verify",
+            enterprises => context! {
+                items => vec![context! { name => "示例科技有限公司", uscc => "91350100M000100Y43", role => "legal_representative",
+                    representative => true, appoint_action => "/realms/t/account/enterprises/x/agents",
+                    agents => vec![context! { who => "+86138****8000", role => "经办人", until => "2027-11-26",
+                        revoke_action => "/realms/t/account/enterprises/x/agents/d1/revoke" }] }],
+                csrf => "tok", verified => true, claim_action => "/realms/t/account/enterprises/claim",
+            },
             factors => context! {
                 items => vec![
                     context! { id => "c1", kind => "passkey", name => "我的手机", created => "2026-11-26", last_used => "2026-11-26",

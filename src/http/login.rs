@@ -69,6 +69,7 @@ pub(super) fn respond(r: &Realm, next: Next) -> Response {
         Next::Login { tx } => Redirect::to(&format!("/realms/{}/login?tx={tx}", r.name)).into_response(),
         Next::Consent { tx } => Redirect::to(&format!("/realms/{}/consent?tx={tx}", r.name)).into_response(),
         Next::Verify { tx } => Redirect::to(&format!("/realms/{}/verify?tx={tx}", r.name)).into_response(),
+        Next::Acting { tx } => Redirect::to(&format!("/realms/{}/acting?tx={tx}", r.name)).into_response(),
         Next::Redirect(url) => Redirect::to(&url).into_response(),
     })
 }
@@ -118,6 +119,7 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         registering: None,
         pending: None,
         recovering: None,
+        acting: None,
     };
     let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
     let resp = respond(&r, next);

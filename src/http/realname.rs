@@ -21,7 +21,7 @@ use crate::audit;
 use crate::error::Error;
 use crate::identity::ResidentId;
 use crate::oidc::flow::{self, LoginTx};
-use crate::realname::{self, Outcome, Recovery};
+use crate::realname::{self, Outcome, Recovery, enterprise};
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -29,6 +29,10 @@ pub fn routes() -> Router<SharedState> {
         .route("/realms/{realm}/verify", get(page).post(submit))
         .route("/realms/{realm}/verify/cancel", post(cancel))
         .route("/realms/{realm}/recover/realname", get(recover_page).post(recover_submit))
+        .route("/realms/{realm}/acting", get(acting_page).post(acting_submit))
+        .route("/realms/{realm}/account/enterprises/claim", post(claim_submit))
+        .route("/realms/{realm}/account/enterprises/{index}/agents", post(appoint_submit))
+        .route("/realms/{realm}/account/enterprises/{index}/agents/{id}/revoke", post(revoke_submit))
         .route("/realms/{realm}/recover/realname/verify", get(recover_code_page).post(recover_code_submit))
 }
 
@@ -378,4 +382,206 @@ async fn recover_code_submit(
         return Ok(recover_view(&state, &c, "code", err("register.error.taken", &[]), StatusCode::CONFLICT));
     }
     signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.recovery", vec!["sms".into()]).await
+}
+
+// ---------------------------------------------------------------------------
+// Enterprises: acting for one at sign-in, claiming, appointing agents.
+
+async fn acting_view(state: &SharedState, c: &TxCtx, headers: &HeaderMap, error: bool) -> PageResult {
+    let Some((_, s)) = current_session(state, &c.realm, headers).await.map_err(|e| PageError(e, c.loc))? else {
+        return Err(PageError(Error::page(400, "error.expired"), c.loc));
+    };
+    let orgs = enterprise::orgs_of(state, &c.realm.name, &s.user_id).await.map_err(|e| PageError(e, c.loc))?;
+    let options: Vec<_> = orgs
+        .iter()
+        .map(|o| context! { value => o.uscc_index.clone(), name => o.name.clone(), role => o.role.clone() })
+        .collect();
+    let ctx = context! {
+        realm_name => realm_name(&c.realm, c.loc),
+        realm_logo => realm_logo(&c.realm),
+        client_name => client_name(&c.realm, &c.tx.request.client_id, c.loc),
+        action => format!("/realms/{}/acting", c.realm.name),
+        csrf => state.secrets.csrf_token(&c.binding, &format!("acting:{}", c.tx_id)),
+        tx => c.tx_id.clone(),
+        options => options,
+        error => error,
+    };
+    Ok(no_store(Html(super::render("acting.html", c.loc, ctx)).into_response()))
+}
+
+async fn acting_page(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let c = load_tx(&state, &name, &headers, get("tx"), get("ui_locales")).await?;
+    acting_view(&state, &c, &headers, false).await
+}
+
+async fn acting_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let mut c = submitted(&state, &name, &headers, &form, "acting").await?;
+    let Some((token_hash, s)) = current_session(&state, &c.realm, &headers).await.map_err(|e| PageError(e, c.loc))?
+    else {
+        return Err(PageError(Error::page(400, "error.expired"), c.loc));
+    };
+    let choice = form_get(&form, "acting").unwrap_or_default();
+    let orgs = enterprise::orgs_of(&state, &c.realm.name, &s.user_id).await.map_err(|e| PageError(e, c.loc))?;
+    if choice != "self" && !orgs.iter().any(|o| o.uscc_index == choice) {
+        return acting_view(&state, &c, &headers, true).await;
+    }
+    c.tx.acting = Some(choice.to_string());
+    let next = flow::proceed(&state, &c.realm, c.tx.clone(), Some(&c.tx_id), Some((token_hash, s)))
+        .await
+        .map_err(|e| PageError(e, c.loc))?;
+    Ok(respond(&c.realm, next))
+}
+
+fn to_account(m: &Me, done: &str) -> Response {
+    no_store(Redirect::to(&format!("/realms/{}/account?done={done}", m.realm.name)).into_response())
+}
+
+/// The account centre's enterprises section.
+pub(super) async fn enterprises_context(state: &SharedState, m: &Me) -> Result<minijinja::Value, PageError> {
+    let orgs = enterprise::orgs_of(state, &m.realm.name, &m.session.user_id).await.map_err(|e| PageError(e, m.loc))?;
+    let t = crate::store::now();
+    let mut items = Vec::new();
+    for o in &orgs {
+        let mut agents = Vec::new();
+        if o.role == enterprise::REPRESENTATIVE {
+            let ds = crate::store::enterprises::delegations_for(&state.db, &m.realm.name, &o.uscc_index, t)
+                .await
+                .map_err(|e| PageError(e.into(), m.loc))?;
+            for d in ds {
+                let who = crate::account::users::attributes(&state.db, &state.secrets, &m.realm.name, &d.user_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|a| a.phone.map(|p| crate::admin::mask("phone", &p.0)).or(a.username))
+                    .unwrap_or_else(|| d.user_id.chars().take(8).collect());
+                agents.push(context! {
+                    who => who,
+                    role => d.role,
+                    until => chrono::DateTime::from_timestamp(d.expires_at, 0).map(|x| x.format("%Y-%m-%d").to_string()),
+                    revoke_action => format!("/realms/{}/account/enterprises/{}/agents/{}/revoke", m.realm.name, o.uscc_index, d.id),
+                });
+            }
+        }
+        items.push(context! {
+            name => o.name.clone(),
+            uscc => o.uscc.clone(),
+            role => o.role.clone(),
+            representative => o.role == enterprise::REPRESENTATIVE,
+            agents => agents,
+            appoint_action => format!("/realms/{}/account/enterprises/{}/agents", m.realm.name, o.uscc_index),
+        });
+    }
+    Ok(context! {
+        items => items,
+        csrf => m.csrf(state, "enterprise"),
+        verified => crate::realname::rank(&m.session.acr) >= 3,
+        claim_action => format!("/realms/{}/account/enterprises/claim", m.realm.name),
+    })
+}
+
+async fn enterprise_form(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Result<(Me, Vec<(String, String)>), Response>, PageError> {
+    let form = form_pairs(body);
+    let m = match signed_in(state, name, headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !m.csrf_ok(state, "enterprise", &form) {
+        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
+    }
+    Ok(Ok((m, form)))
+}
+
+async fn claim_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let (m, form) = match enterprise_form(&state, &name, &headers, &body).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let Ok(uscc) = crate::identity::Uscc::parse(form_get(&form, "uscc").unwrap_or_default()) else {
+        return Ok(to_account(&m, "enterprise_code"));
+    };
+    let org_name = form_get(&form, "org_name").unwrap_or_default().trim().to_string();
+    let done = enterprise::claim(&state, &m.realm, &m.session.user_id, &uscc, &org_name, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, m.loc))?;
+    Ok(to_account(
+        &m,
+        match done {
+            enterprise::Claimed::Claimed => "enterprise_claimed",
+            enterprise::Claimed::NotVerified => "enterprise_not_verified",
+            enterprise::Claimed::NoMatch => "enterprise_no_match",
+            enterprise::Claimed::NotRepresentative => "enterprise_not_representative",
+        },
+    ))
+}
+
+async fn appoint_submit(
+    State(state): State<SharedState>,
+    Path((name, index)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let (m, form) = match enterprise_form(&state, &name, &headers, &body).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let Some(agent) = Identifier::parse(form_get(&form, "agent").unwrap_or_default().trim()) else {
+        return Ok(to_account(&m, "agent_unknown"));
+    };
+    let role = form_get(&form, "role").unwrap_or_default().trim();
+    let role = if role.is_empty() { "agent" } else { role };
+    let days: u32 = form_get(&form, "days").and_then(|d| d.parse().ok()).unwrap_or(365);
+    let done =
+        enterprise::appoint(&state, &m.realm.name, &m.session.user_id, &index, &agent, role, days, ip.as_deref())
+            .await
+            .map_err(|e| PageError(e, m.loc))?;
+    Ok(to_account(
+        &m,
+        match done {
+            enterprise::Appointed::Appointed(_) => "agent_appointed",
+            enterprise::Appointed::NotRepresentative => "enterprise_not_representative",
+            enterprise::Appointed::NoSuchAgent => "agent_unknown",
+        },
+    ))
+}
+
+async fn revoke_submit(
+    State(state): State<SharedState>,
+    Path((name, index, id)): Path<(String, String, String)>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let (m, _) = match enterprise_form(&state, &name, &headers, &body).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    enterprise::revoke(&state, &m.realm.name, &m.session.user_id, &index, &id, ip.as_deref())
+        .await
+        .map_err(|e| PageError(e, m.loc))?;
+    Ok(to_account(&m, "agent_revoked"))
 }

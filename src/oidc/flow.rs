@@ -38,6 +38,10 @@ pub struct LoginTx {
     /// The account being recovered by real name, once its holder proved it.
     #[serde(default)]
     pub recovering: Option<String>,
+    /// Whom the person acts as (scope `enterprise`): `self`, or the blind
+    /// index of an enterprise's credit code.
+    #[serde(default)]
+    pub acting: Option<String>,
 }
 
 /// A person part-way through signing in: who, and what they proved so far.
@@ -75,7 +79,7 @@ pub fn account_tx(realm: &Realm, binding: String, ui_locales: Option<String>, fr
         resource: None,
         verified: Default::default(),
     };
-    LoginTx { request, binding, fresh_session: None, registering: None, pending: None, recovering: None }
+    LoginTx { request, binding, fresh_session: None, registering: None, pending: None, recovering: None, acting: None }
 }
 
 pub fn account_url(realm: &Realm) -> String {
@@ -97,6 +101,10 @@ pub enum Next {
     /// The portal asked for a higher identity level (`acr_values`): the
     /// real-name verification page, then back.
     Verify {
+        tx: String,
+    },
+    /// Scope `enterprise`: the person chooses themselves or an enterprise.
+    Acting {
         tx: String,
     },
     Redirect(String),
@@ -247,6 +255,26 @@ pub async fn proceed(
         return Ok(Next::Redirect(account_url(realm)));
     }
     let client = client_of(realm, req)?;
+    // Scope `enterprise`: whom does the person act as? Asked once per
+    // request, only of people who represent or act for an enterprise.
+    let mut org = None;
+    if super::has_scope(&req.scope, "enterprise") {
+        let orgs = crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id).await?;
+        match tx.acting.as_deref() {
+            None if !orgs.is_empty() => {
+                let id = save_tx(state, realm, &tx, tx_id).await?;
+                return Ok(Next::Acting { tx: id });
+            }
+            Some(choice) if choice != "self" => {
+                org = orgs.into_iter().find(|o| o.uscc_index == choice);
+                if org.is_none() {
+                    let id = save_tx(state, realm, &LoginTx { acting: None, ..tx.clone() }, tx_id).await?;
+                    return Ok(Next::Acting { tx: id });
+                }
+            }
+            _ => {}
+        }
+    }
     let grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
     let covered = grant.as_ref().is_some_and(|g| {
         let have = super::scopes(&g.scopes);
@@ -260,7 +288,7 @@ pub async fn proceed(
         let id = save_tx(state, realm, &tx, tx_id).await?;
         return Ok(Next::Consent { tx: id });
     }
-    let url = issue_code(state, realm, client, req, &token_hash, &mut s, grant).await?;
+    let url = issue_code(state, realm, client, req, &token_hash, &mut s, grant, org).await?;
     if let Some(id) = tx_id {
         end_tx(state, realm, id).await?;
     }
@@ -305,7 +333,14 @@ pub async fn consent_given(
             .detail(serde_json::json!({ "scope": req.scope })),
     )
     .await;
-    let url = issue_code(state, realm, client, req, token_hash, s, grant).await?;
+    let org = match tx.acting.as_deref() {
+        Some(choice) if choice != "self" => crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id)
+            .await?
+            .into_iter()
+            .find(|o| o.uscc_index == choice),
+        _ => None,
+    };
+    let url = issue_code(state, realm, client, req, token_hash, s, grant, org).await?;
     end_tx(state, realm, tx_id).await?;
     Ok(Next::Redirect(url))
 }
@@ -333,6 +368,7 @@ async fn create_grant(
     Ok(g)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn issue_code(
     state: &AppState,
     realm: &Realm,
@@ -341,6 +377,7 @@ async fn issue_code(
     token_hash: &str,
     s: &mut SsoSession,
     grant: Option<grants::GrantRecord>,
+    org: Option<crate::realname::enterprise::Org>,
 ) -> Result<String> {
     let grant = match grant {
         Some(g) => g,
@@ -371,6 +408,7 @@ async fn issue_code(
             amr: s.amr.clone(),
             acr: s.acr.clone(),
             verified: req.verified.clone(),
+            org,
         },
     };
     let json = serde_json::to_string(&data).map_err(|e| Error::internal(e.to_string()))?;

@@ -81,6 +81,16 @@ pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Va
         let release = realm.client(at.str("client_id")).is_some_and(|c| c.settings.release_id_number);
         super::claims::add_realname(realm, &mut out, &p, release);
     }
+    // The enterprise acted for, as the access token names it.
+    if super::has_scope(at.str("scope"), "enterprise")
+        && let Some(obj) = out.as_object_mut()
+    {
+        for c in ["org_uscc", "org_name", "org_role"] {
+            if let Some(v) = at.claims.get(c) {
+                obj.insert(c.into(), v.clone());
+            }
+        }
+    }
     // verified_claims only when asked for, only what was verified.
     let asked: Vec<String> = at
         .claims

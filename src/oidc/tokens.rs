@@ -24,6 +24,18 @@ pub struct AuthContext {
     /// `verified_claims` the portal asked for (Identity Assurance).
     #[serde(default)]
     pub verified: super::authorize::VerifiedRequest,
+    /// The enterprise the person acts for (scope `enterprise`), if any.
+    #[serde(default)]
+    pub org: Option<crate::realname::enterprise::Org>,
+}
+
+/// `org_uscc`, `org_name`, `org_role` of the enterprise acted for.
+fn add_org(obj: &mut serde_json::Map<String, Value>, ctx: &AuthContext) {
+    if let Some(o) = &ctx.org {
+        obj.insert("org_uscc".into(), json!(o.uscc));
+        obj.insert("org_name".into(), json!(o.name));
+        obj.insert("org_role".into(), json!(o.role));
+    }
 }
 
 pub struct AccessToken {
@@ -77,6 +89,7 @@ pub fn access_token(
         if let Some(sid) = &ctx.session_id {
             obj.insert("sid".into(), json!(sid));
         }
+        add_org(obj, ctx);
         // What userinfo is to return inside verified_claims.
         if !ctx.verified.userinfo.is_empty() {
             obj.insert("verified_claims_request".into(), json!(ctx.verified.userinfo));
@@ -115,6 +128,7 @@ pub fn id_token(
         if let Some(sid) = &ctx.session_id {
             obj.insert("sid".into(), json!(sid));
         }
+        add_org(obj, ctx);
         if let Some(Value::Object(more)) = extra {
             obj.extend(more);
         }

@@ -151,6 +151,7 @@ impl Default for RealmSettings {
         scope("phone", &["phone_number", "phone_number_verified"]);
         scope("offline_access", &[]);
         scope("realname", &["name", "birthdate", "gender", "id_number"]);
+        scope("enterprise", &["org_uscc", "org_name", "org_role"]);
         RealmSettings {
             display_name: String::new(),
             display_name_en: String::new(),

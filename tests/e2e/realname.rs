@@ -482,3 +482,154 @@ fn server_url(page: &str) -> String {
     let u = url::Url::parse(page).expect("url");
     format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or_default(), u.port().unwrap_or(80))
 }
+
+const USCC: &str = "91350100M000100Y43";
+const AGENT_ID: &str = "110105198001011238";
+
+async fn registry_enterprise(server: &TestServer, uscc: &str, name: &str, rep_id: &str) {
+    use civid::realname::verifier::registry_aad;
+    use sea_orm::{ActiveModelTrait, Set};
+    let s = &server.state;
+    let index = s.secrets.sealer.blind_index(civid::registry::USCC_INDEX, uscc);
+    civid::store::entities::registry_enterprise::ActiveModel {
+        uscc_index: Set(index.clone()),
+        uscc_sealed: Set(s
+            .secrets
+            .sealer
+            .seal(uscc, &registry_aad("registry_enterprises", "uscc_sealed", &index))
+            .expect("seal")),
+        name_sealed: Set(s
+            .secrets
+            .sealer
+            .seal(name, &registry_aad("registry_enterprises", "name_sealed", &index))
+            .expect("seal")),
+        rep_index: Set(civid::realname::id_index(s, rep_id)),
+        rep_name_sealed: Set(s
+            .secrets
+            .sealer
+            .seal("王芳", &registry_aad("registry_enterprises", "rep_name_sealed", &index))
+            .expect("seal")),
+        status: Set("active".into()),
+        updated_at: Set(0),
+        import_id: Set("test".into()),
+    }
+    .insert(&s.db)
+    .await
+    .expect("registry enterprise");
+}
+
+async fn account_post(server: &TestServer, b: &reqwest::Client, path: &str, fields: &[(&str, &str)]) -> String {
+    let html =
+        b.get(format!("{}/realms/test/account", server.url)).send().await.expect("account").text().await.expect("html");
+    let csrf = html
+        .split("action=\"")
+        .find(|s| s.replace("&#x2f;", "/").starts_with("/realms/test/account/enterprises"))
+        .and_then(|s| s.split("name=\"csrf\" value=\"").nth(1))
+        .and_then(|s| s.split('"').next())
+        .expect("an enterprise form")
+        .to_string();
+    let mut form: Vec<(&str, String)> = vec![("csrf", csrf)];
+    form.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+    let r = b.post(format!("{}{path}", server.url)).form(&form).send().await.expect("post");
+    location(&r)
+}
+
+#[tokio::test]
+async fn a_legal_representative_claims_the_enterprise_and_an_agent_acts_for_it() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    let realm = s.realms.get("test").expect("realm");
+    let rep = server.user("test", "wangfang", PW).await;
+    let agent = server.user("test", "lisi", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    registry_row(&server, AGENT_ID, "李四", "alive").await;
+    registry_enterprise(&server, USCC, "示例科技有限公司", ID).await;
+    let d = |y, m, day| chrono::NaiveDate::from_ymd_opt(y, m, day).expect("date");
+    let v = civid::realname::verify(s, &realm, &rep, ID, d(1949, 12, 31), "王芳", 0, None).await.expect("verify");
+    assert_eq!(v, civid::realname::Outcome::Verified("L3".into()));
+    let v = civid::realname::verify(s, &realm, &agent, AGENT_ID, d(1980, 1, 1), "李四", 0, None).await.expect("verify");
+    assert_eq!(v, civid::realname::Outcome::Verified("L3".into()));
+
+    // The representative claims the enterprise and appoints the agent.
+    let b = browser();
+    account_sign_in(&server, &b, "test", "wangfang").await;
+    let claim = "/realms/test/account/enterprises/claim";
+    let to = account_post(&server, &b, claim, &[("uscc", USCC), ("org_name", "别的公司")]).await;
+    assert!(to.ends_with("done=enterprise_no_match"), "{to}");
+    let to = account_post(&server, &b, claim, &[("uscc", USCC), ("org_name", "示例科技有限公司")]).await;
+    assert!(to.ends_with("done=enterprise_claimed"), "{to}");
+    let index = s.secrets.sealer.blind_index(civid::registry::USCC_INDEX, USCC);
+    let appoint = format!("/realms/test/account/enterprises/{index}/agents");
+    let to = account_post(&server, &b, &appoint, &[("agent", "lisi"), ("role", "经办人"), ("days", "30")]).await;
+    assert!(to.ends_with("done=agent_appointed"), "{to}");
+
+    // The agent signs in to a portal asking for scope enterprise, and acts
+    // for the enterprise: the tokens name both.
+    let rp = relying_party(&server, "test", "portal-rn", Some("secret-b"), "https://f.example.test/cb").await;
+    let a = browser();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("enterprise".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = a.get(url.as_str()).send().await.expect("authorize");
+    let html =
+        a.get(format!("{}{}", server.url, location(&r))).send().await.expect("login").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("identifier", "lisi".to_string()),
+        ("password", PW.to_string()),
+    ];
+    let r = a.post(format!("{}/realms/test/login", server.url)).form(&form).send().await.expect("login");
+    let acting = location(&r);
+    assert!(acting.starts_with("/realms/test/acting?tx="), "{acting}");
+    let html = a.get(format!("{}{acting}", server.url)).send().await.expect("acting").text().await.expect("html");
+    assert!(html.contains("示例科技有限公司") && html.contains("value=\"self\""));
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx")), ("acting", index.clone())];
+    let r = a.post(format!("{}/realms/test/acting", server.url)).form(&form).send().await.expect("choose");
+    let cb = location(&r);
+    assert!(cb.starts_with("https://f.example.test/cb?"), "{cb}");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&cb, "code").expect("code")))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let id_token = tokens.id_token().expect("id token");
+    let claims = id_token.claims(&rp.id_token_verifier(), &nonce).expect("valid").clone();
+    let payload = id_token.to_string().split('.').nth(1).map(str::to_string).expect("payload");
+    let payload: serde_json::Value =
+        serde_json::from_slice(&civid::crypto::random::b64_decode(&payload).expect("b64")).expect("json");
+    assert_eq!(payload["org_uscc"], USCC);
+    assert_eq!(payload["org_name"], "示例科技有限公司");
+    assert_eq!(payload["org_role"], "经办人");
+    assert_eq!(payload["sub"], claims.subject().as_str(), "the person who acts is still the subject");
+
+    // Revoked: the agent no longer acts for it.
+    let html =
+        b.get(format!("{}/realms/test/account", server.url)).send().await.expect("account").text().await.expect("html");
+    let revoke = html
+        .replace("&#x2f;", "/")
+        .split("action=\"")
+        .find(|s| s.contains("/revoke"))
+        .and_then(|s| s.split('"').next())
+        .expect("a revoke form")
+        .to_string();
+    let to = account_post(&server, &b, &revoke, &[]).await;
+    assert!(to.ends_with("done=agent_revoked"), "{to}");
+    let orgs = civid::realname::enterprise::orgs_of(s, "test", &agent).await.expect("orgs");
+    assert!(orgs.is_empty());
+    let kinds: Vec<String> = civid::store::audit::list(&s.db, "test", None, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for k in ["enterprise.claim", "enterprise.delegation.created", "enterprise.delegation.revoked"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} audited");
+    }
+    server.stop().await;
+}
