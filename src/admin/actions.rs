@@ -329,6 +329,27 @@ pub async fn user_reset_password(state: &AppState, actor: &Actor<'_>, realm: &st
     Ok(json!({ "id": id, "temporary_password": temp, "sessions_ended": ended }))
 }
 
+/// The enterprises a person represents or acts for, and for those they
+/// represent, the agents they appointed (live delegations).
+pub async fn user_enterprises(state: &AppState, realm: &str, id: &str) -> Result<Value, Problem> {
+    users::get(&state.db, realm, id).await?.ok_or_else(|| Problem::not_found(format!("user {id}")))?;
+    let orgs = crate::realname::enterprise::orgs_of(state, realm, id).await?;
+    let mut items = Vec::new();
+    for o in orgs {
+        let agents: Vec<Value> = if o.role == crate::realname::enterprise::REPRESENTATIVE {
+            crate::store::enterprises::delegations_for(&state.db, realm, &o.uscc_index, crate::store::now())
+                .await?
+                .into_iter()
+                .map(|d| json!({ "id": d.id, "agent": d.user_id, "role": d.role, "expires_at": d.expires_at, "created_at": d.created_at }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        items.push(json!({ "uscc": o.uscc, "name": o.name, "role": o.role, "agents": agents }));
+    }
+    Ok(json!({ "id": id, "items": items }))
+}
+
 /// Records an in-person identity check at a service hall (L5): the
 /// operator saw the ID card and the person. The ID number must be the one
 /// the account proved, if it proved one, and no other account's.

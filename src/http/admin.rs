@@ -34,6 +34,7 @@ pub fn app(state: SharedState) -> Router {
         .route(&format!("{v1}/{{realm}}/keys/rotate"), post(keys_rotate))
         .route(&format!("{v1}/{{realm}}/users"), get(user_search))
         .route(&format!("{v1}/{{realm}}/users/{{id}}"), get(user_get))
+        .route(&format!("{v1}/{{realm}}/users/{{id}}/enterprises"), get(user_enterprises))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/disable"), post(user_disable))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/enable"), post(user_enable))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/sessions/end"), post(user_end_sessions))
@@ -352,6 +353,17 @@ async fn user_search(
 #[derive(Deserialize)]
 struct Unmasked {
     unmasked: Option<bool>,
+}
+
+async fn user_enterprises(
+    State(s): State<SharedState>,
+    Path((realm, id)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+) -> ApiResult {
+    let c = caller(&s, &h, ip).await?;
+    c.require(&realm, Action::ReadUsers)?;
+    ok(actions::user_enterprises(&s, &realm, &id).await?)
 }
 
 async fn user_get(

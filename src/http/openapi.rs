@@ -94,6 +94,15 @@ pub const OPERATIONS: &[Op] = &[
         None,
     ),
     (
+        "get",
+        "/{realm}/users/{id}/enterprises",
+        "getUserEnterprises",
+        "The enterprises a person represents or acts for, with the agents they appointed",
+        "realm-admin, helpdesk, auditor",
+        &[],
+        None,
+    ),
+    (
         "post",
         "/{realm}/users/{id}/disable",
         "disableUser",

@@ -608,6 +608,11 @@ async fn a_legal_representative_claims_the_enterprise_and_an_agent_acts_for_it()
     assert_eq!(payload["org_role"], "经办人");
     assert_eq!(payload["sub"], claims.subject().as_str(), "the person who acts is still the subject");
 
+    // Operators see who acts for which enterprise.
+    let view = civid::admin::actions::user_enterprises(s, "test", &rep).await.expect("view");
+    assert_eq!(view["items"][0]["role"], "legal_representative");
+    assert_eq!(view["items"][0]["agents"][0]["agent"], agent.as_str());
+
     // Revoked: the agent no longer acts for it.
     let html =
         b.get(format!("{}/realms/test/account", server.url)).send().await.expect("account").text().await.expect("html");
