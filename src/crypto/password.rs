@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 
 use crate::crypto::CryptoError;
 use crate::crypto::random::fill;
@@ -53,7 +53,37 @@ pub fn verify(phc: &str, password: &str) -> bool {
     }
     // The algorithm, version and parameters come from the PHC string, so
     // hashes made with older settings keep verifying.
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    // Each hashing thread keeps its Argon2 memory (19 MiB with the defaults)
+    // and reuses it: a fresh allocation this large is a fresh mmap, and the
+    // kernel faulting in and zeroing 4,800 pages doubled the cost of every
+    // sign-in (docs/PERFORMANCE.md, "Citizen pages and password sign-in").
+    let done = MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        let need = params.block_count();
+        if m.len() < need {
+            m.resize(need, Block::new());
+        }
+        argon.hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), &mut out, &mut m[..need])
+    });
+    done.is_ok() && crate::crypto::random::ct_eq(&out, expected.as_bytes())
+}
+
+thread_local! {
+    /// The Argon2 memory of this thread, reused by every verification on it.
+    static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Spends the same time as [`verify`] on a real account, for logins naming an
