@@ -76,7 +76,10 @@ pub fn verify(phc: &str, password: &str) -> bool {
         if m.len() < need {
             m.resize(need, Block::new());
         }
-        argon.hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), &mut out, &mut m[..need])
+        match m.get_mut(..need) {
+            Some(blocks) => argon.hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), &mut out, blocks),
+            None => Err(argon2::Error::MemoryTooLittle),
+        }
     });
     done.is_ok() && crate::crypto::random::ct_eq(&out, expected.as_bytes())
 }
