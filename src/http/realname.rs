@@ -189,6 +189,11 @@ async fn cancel(
         return Err(PageError(Error::page(400, "error.expired"), m.loc));
     };
     flow::end_tx(&state, &m.realm, &tx_id).await.map_err(|e| PageError(e, m.loc))?;
+    // The portal's own page for people who cannot reach the level, if it
+    // registered one (a registered URI: never an open redirect).
+    if let Some(to) = m.realm.client(&tx.request.client_id).and_then(|c| c.settings.acr_fallback_uri.clone()) {
+        return Ok(no_store(Redirect::to(&to).into_response()));
+    }
     let desc = "real-name verification was not completed";
     Ok(respond(&m.realm, flow::to_client_error(&m.realm, &tx.request, "unmet_authentication_requirements", desc)))
 }

@@ -317,6 +317,11 @@ pub struct ClientSettings {
     /// Whether the portal may see the full ID number (scope `realname`);
     /// others get it masked (`3702**********1234`).
     pub release_id_number: bool,
+    /// Where a citizen who does not reach the identity level the portal
+    /// asked for (`acr_values`) is sent instead of the portal's redirect URI
+    /// with `unmet_authentication_requirements` (for example the portal's
+    /// page explaining the other ways to get the service).
+    pub acr_fallback_uri: Option<String>,
     pub enabled: bool,
 }
 
@@ -363,6 +368,7 @@ impl Default for ClientSettings {
             id_token_signed_response_alg: None,
             require_authn: RequireAuthn::Any,
             release_id_number: false,
+            acr_fallback_uri: None,
             enabled: true,
         }
     }
@@ -401,6 +407,9 @@ impl ClientSettings {
             validate_redirect_uri(uri, self.is_public())?;
         }
         for uri in &self.post_logout_redirect_uris {
+            validate_redirect_uri(uri, self.is_public())?;
+        }
+        if let Some(uri) = &self.acr_fallback_uri {
             validate_redirect_uri(uri, self.is_public())?;
         }
         for g in &self.grant_types {

@@ -193,12 +193,13 @@ async fn a_portal_asking_for_l3_gets_a_verified_person() {
     let (path, _, _) = to_verification(&server, &b2, &rp, "impostor").await;
     let r = submit(&server, &b2, &path, "王芳", ID, true).await;
     assert_eq!(r.status(), 409);
-    // Giving up tells the portal the level was not reached.
+    // Giving up sends the citizen to the portal's page for other ways
+    // (its registered acr_fallback_uri).
     let html = b2.get(format!("{}{path}", server.url)).send().await.expect("page").text().await.expect("html");
     let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx"))];
     let r = b2.post(format!("{}/realms/test/verify/cancel", server.url)).form(&form).send().await.expect("cancel");
     assert_eq!(r.status(), 303);
-    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("unmet_authentication_requirements"));
+    assert_eq!(location(&r), "https://f.example.test/other-ways");
 
     let kinds: Vec<(String, String)> = civid::store::audit::list(&server.state.db, "test", None, 1000)
         .await
@@ -227,6 +228,34 @@ async fn failed_matches_are_limited_and_unreachable_levels_refused() {
     }
     let r = submit(&server, &b, &path, "王芳", ID, true).await;
     assert_eq!(r.status(), 429, "after five failed matches even the right answer waits a day");
+
+    // A portal without a fallback page is told the level was not reached.
+    let pb = relying_party(&server, "test", "portal-b", Some("secret-b"), "https://b.example.test/cb")
+        .await
+        .set_auth_type(openidconnect::AuthType::RequestBody);
+    let b3 = browser();
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = pb
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_auth_context_value(AuthenticationContextClass::new("L3".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b3.get(url.as_str()).send().await.expect("authorize");
+    let html =
+        b3.get(format!("{}{}", server.url, location(&r))).send().await.expect("login").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("identifier", "zhangwei".to_string()),
+        ("password", PW.to_string()),
+    ];
+    let r = b3.post(format!("{}/realms/test/login", server.url)).form(&form).send().await.expect("login");
+    let verify = location(&r);
+    assert!(verify.starts_with("/realms/test/verify?tx="), "{verify}");
+    let html = b3.get(format!("{}{verify}", server.url)).send().await.expect("page").text().await.expect("html");
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx"))];
+    let r = b3.post(format!("{}/realms/test/verify/cancel", server.url)).form(&form).send().await.expect("cancel");
+    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("unmet_authentication_requirements"));
 
     // L4 cannot be reached online: the portal is told at once.
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
