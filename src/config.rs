@@ -54,6 +54,10 @@ pub struct Settings {
     pub verifier_secret: String,
     pub verifier_timeout_ms: u64,
     pub verifier_retries: u32,
+    /// The face-verification service (L4): base URL and HMAC-SHA256 key.
+    /// Empty: L4 cannot be reached online.
+    pub face_url: String,
+    pub face_secret: String,
     /// Where the outbox sender writes messages.
     pub outbox_dir: PathBuf,
     /// How email leaves: `outbox` (the outbox file, for development and
@@ -101,6 +105,8 @@ impl Default for Settings {
             verifier_secret: String::new(),
             verifier_timeout_ms: 3000,
             verifier_retries: 1,
+            face_url: String::new(),
+            face_secret: String::new(),
             outbox_dir: PathBuf::from("data/outbox"),
             email_sender: "outbox".into(),
             smtp_url: String::new(),

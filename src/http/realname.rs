@@ -28,6 +28,8 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/realms/{realm}/verify", get(page).post(submit))
         .route("/realms/{realm}/verify/cancel", post(cancel))
+        .route("/realms/{realm}/verify/face", post(face_start))
+        .route("/realms/{realm}/verify/face/return", get(face_return))
         .route("/realms/{realm}/recover/realname", get(recover_page).post(recover_submit))
         .route("/realms/{realm}/acting", get(acting_page).post(acting_submit))
         .route("/realms/{realm}/account/enterprises/claim", post(claim_submit))
@@ -65,6 +67,9 @@ fn render(state: &SharedState, m: &Me, tx: Option<&(String, LoginTx)>, v: View) 
         error => v.error,
         name => v.name,
         level => m.session.acr.clone(),
+        // L3 already: the next step is the face match (L4).
+        face => realname::rank(&m.session.acr) >= 3 && realname::face::available(state),
+        face_action => format!("{path}/face"),
     };
     let mut r = no_store(Html(super::render("verify.html", m.loc, ctx)).into_response());
     *r.status_mut() = v.status;
@@ -589,4 +594,73 @@ async fn revoke_submit(
         .await
         .map_err(|e| PageError(e, m.loc))?;
     Ok(to_account(&m, "agent_revoked"))
+}
+
+// ---------------------------------------------------------------------------
+// L4: a face match by the external service.
+
+async fn face_start(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let form = form_pairs(&body);
+    let m = match signed_in(&state, &name, &headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(r),
+    };
+    if !m.csrf_ok(&state, "verify", &form) {
+        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
+    }
+    let tx = tx_of(&state, &m, &headers, form_get(&form, "tx")).await;
+    let tx_id = tx.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+    let back = format!(
+        "{}/realms/{}/verify/face/return?tx={tx_id}",
+        state.settings.public_url.trim_end_matches('/'),
+        m.realm.name
+    );
+    match realname::face::start(&state, &m.realm, &m.session.user_id, &back).await.map_err(|e| PageError(e, m.loc))? {
+        Some(to) => Ok(no_store(Redirect::to(&to).into_response())),
+        None => {
+            let error = Some(crate::web::text(m.loc, "realname.error.unavailable", &[]));
+            Ok(render(&state, &m, tx.as_ref(), View { error, name: "", status: StatusCode::SERVICE_UNAVAILABLE }))
+        }
+    }
+}
+
+async fn face_return(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> PageResult {
+    let params = query_pairs(q.as_deref());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let m = match signed_in(&state, &name, &headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(r),
+    };
+    let tx = tx_of(&state, &m, &headers, get("tx")).await;
+    let done =
+        realname::face::finish(&state, &m.realm, &m.session.user_id, get("session").unwrap_or_default(), ip.as_deref())
+            .await
+            .map_err(|e| PageError(e, m.loc))?;
+    let key = match done {
+        realname::face::Finished::Verified => None,
+        realname::face::Finished::NoMatch => Some("realname.error.face"),
+        realname::face::Finished::Expired => Some("realname.error.face_expired"),
+        realname::face::Finished::Unavailable => Some("realname.error.unavailable"),
+    };
+    if let Some(key) = key {
+        let error = Some(crate::web::text(m.loc, key, &[]));
+        return Ok(render(&state, &m, tx.as_ref(), View { error, name: "", status: StatusCode::BAD_REQUEST }));
+    }
+    let Some((tx_id, tx)) = tx else {
+        return Ok(no_store(Redirect::to(&format!("/realms/{}/account?done=verified", m.realm.name)).into_response()));
+    };
+    let session = current_session(&state, &m.realm, &headers).await.map_err(|e| PageError(e, m.loc))?;
+    let next = flow::proceed(&state, &m.realm, tx, Some(&tx_id), session).await.map_err(|e| PageError(e, m.loc))?;
+    Ok(respond(&m.realm, next))
 }

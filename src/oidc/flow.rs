@@ -233,8 +233,9 @@ pub async fn proceed(
     if let Some(wanted) = wanted_level(req)
         && crate::realname::rank(&s.acr) < wanted
     {
-        if wanted > 3 {
-            // L4 (face) and L5 (in person) cannot be reached in a browser here.
+        if wanted > 4 || (wanted == 4 && !crate::realname::face::available(state)) {
+            // L5 (in person), and L4 without a face service, cannot be
+            // reached in a browser.
             return Ok(to_client_error(
                 realm,
                 req,

@@ -18,6 +18,7 @@ use crate::state::AppState;
 use crate::store::{now, realname as store};
 
 pub mod enterprise;
+pub mod face;
 pub mod verifier;
 
 pub use verifier::Check;

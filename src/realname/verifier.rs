@@ -60,6 +60,39 @@ const BREAKER_SECS: i64 = 30;
 /// `POST {verifier_url}` with `{"id_number", "name"}`; headers
 /// `x-civid-timestamp` and `x-civid-signature: hex(HMAC-SHA256(secret,
 /// timestamp + "." + body))`; answer `{"match": true|false, "deceased"?: bool}`.
+/// One JSON POST to an external service, signed: `x-civid-timestamp` and
+/// `x-civid-signature` = hex HMAC-SHA256 of `{timestamp}.{body}`. The
+/// answer's JSON, or `None` when it failed or refused.
+pub async fn signed_post(
+    state: &AppState,
+    url: &str,
+    secret: &str,
+    body: &str,
+    timeout_ms: u64,
+) -> Option<serde_json::Value> {
+    let ts = now().to_string();
+    let sig = crate::crypto::seal::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    let sent = state
+        .http
+        .post(url)
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .header("content-type", "application/json")
+        .header("x-civid-timestamp", ts)
+        .header("x-civid-signature", sig)
+        .body(body.to_string())
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), "external service refused the request");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 async fn http(state: &AppState, id: &str, name: &str) -> Check {
     let s = &state.settings;
     if s.verifier_url.is_empty() || now() < OPEN_UNTIL.load(Ordering::Relaxed) {
@@ -70,27 +103,7 @@ async fn http(state: &AppState, id: &str, name: &str) -> Check {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
         }
-        let ts = now().to_string();
-        let sig = crate::crypto::seal::hmac_sha256(s.verifier_secret.as_bytes(), format!("{ts}.{body}").as_bytes());
-        let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-        let sent = state
-            .http
-            .post(&s.verifier_url)
-            .timeout(std::time::Duration::from_millis(s.verifier_timeout_ms))
-            .header("content-type", "application/json")
-            .header("x-civid-timestamp", ts)
-            .header("x-civid-signature", sig)
-            .body(body.clone())
-            .send()
-            .await;
-        let answer = match sent {
-            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-            Ok(r) if r.status().is_client_error() => {
-                tracing::warn!(status = %r.status(), "verification service refused the request");
-                None
-            }
-            _ => None,
-        };
+        let answer = signed_post(state, &s.verifier_url, &s.verifier_secret, &body, s.verifier_timeout_ms).await;
         if let Some(a) = answer
             && let Some(m) = a.get("match").and_then(|m| m.as_bool())
         {

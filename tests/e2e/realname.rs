@@ -667,3 +667,124 @@ async fn a_legal_representative_claims_the_enterprise_and_an_agent_acts_for_it()
     }
     server.stop().await;
 }
+
+/// The face-verification service: opens sessions, "scans" by sending the
+/// browser straight back, and says the face matched.
+async fn face_service(secret: &'static str) -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let returns = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let signed = move |headers: &HeaderMap, body: &str| {
+        let ts = headers.get("x-civid-timestamp").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let sig = headers.get("x-civid-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let want = civid::crypto::seal::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+        want.iter().map(|b| format!("{b:02x}")).collect::<String>() == sig
+    };
+    let r1 = returns.clone();
+    let r2 = returns.clone();
+    let app = axum::Router::new()
+        .route(
+            "/sessions",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let r1 = r1.clone();
+                async move {
+                    if !signed(&headers, &body) {
+                        return (StatusCode::UNAUTHORIZED, String::new()).into_response();
+                    }
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    assert_eq!(v["id_number"], ID, "the proven number is sent");
+                    *r1.lock().expect("lock") = v["return_url"].as_str().unwrap_or_default().to_string();
+                    let url = format!("http://127.0.0.1:{port}/scan?session=s1");
+                    axum::Json(serde_json::json!({ "session": "s1", "url": url })).into_response()
+                }
+            }),
+        )
+        .route(
+            "/scan",
+            axum::routing::get(move || {
+                let r2 = r2.clone();
+                async move {
+                    let back = format!("{}&session=s1", r2.lock().expect("lock"));
+                    axum::response::Redirect::to(&back).into_response()
+                }
+            }),
+        )
+        .route(
+            "/sessions/s1/result",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                if !signed(&headers, &body) {
+                    return (StatusCode::UNAUTHORIZED, String::new()).into_response();
+                }
+                axum::Json(serde_json::json!({ "match": true })).into_response()
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_portal_asking_for_l4_gets_a_face_match_after_l3() {
+    const SECRET: &str = "face shared secret";
+    let port = face_service(SECRET).await;
+    let server = TestServer::start_configured(|s| {
+        s.face_url = format!("http://127.0.0.1:{port}");
+        s.face_secret = SECRET.into();
+    })
+    .await;
+    let s = &server.state;
+    let uid = server.user("test", "wangfang", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    let realm = s.realms.get("test").expect("realm");
+    let birth = chrono::NaiveDate::from_ymd_opt(1949, 12, 31).expect("date");
+    civid::realname::verify(s, &realm, &uid, ID, birth, "王芳", 0, None).await.expect("verify");
+
+    let rp = relying_party(&server, "test", "portal-rn", Some("secret-b"), "https://f.example.test/cb").await;
+    let b = browser();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_auth_context_value(AuthenticationContextClass::new("L4".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b.get(url.as_str()).send().await.expect("authorize");
+    let html =
+        b.get(format!("{}{}", server.url, location(&r))).send().await.expect("login").text().await.expect("html");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("tx", hidden(&html, "tx")),
+        ("identifier", "wangfang".to_string()),
+        ("password", PW.to_string()),
+    ];
+    let r = b.post(format!("{}/realms/test/login", server.url)).form(&form).send().await.expect("login");
+    let verify = location(&r);
+    assert!(verify.starts_with("/realms/test/verify?tx="), "an L3 session asked for L4: {verify}");
+    let html = b.get(format!("{}{verify}", server.url)).send().await.expect("page").text().await.expect("html");
+    assert!(html.contains("id=\"face\""), "the face step is offered");
+    let form = [("csrf", hidden(&html, "csrf")), ("tx", hidden(&html, "tx"))];
+    let r = b.post(format!("{}/realms/test/verify/face", server.url)).form(&form).send().await.expect("start");
+    assert_eq!(r.status(), 303);
+    let scan = location(&r);
+    assert!(scan.starts_with(&format!("http://127.0.0.1:{port}/scan")), "to the face service only: {scan}");
+    let r = b.get(&scan).send().await.expect("scan");
+    let back = location(&r);
+    let r = b.get(&back).send().await.expect("return");
+    let cb = location(&r);
+    assert!(cb.starts_with("https://f.example.test/cb?"), "{cb}");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&cb, "code").expect("code")))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let claims = tokens.id_token().expect("id token").claims(&rp.id_token_verifier(), &nonce).expect("valid").clone();
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("L4"));
+    // The same session cannot be used twice.
+    let again = b.get(&back).send().await.expect("again");
+    assert_eq!(again.status(), 400);
+    server.stop().await;
+}

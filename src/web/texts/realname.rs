@@ -2,6 +2,13 @@
 
 pub const ZH_CN: &[(&str, &str)] = &[
     ("realname.title", "实名认证"),
+    (
+        "realname.face.text",
+        "您已完成实名认证（L3）。该服务需要实人认证（L4）：请在人脸核验服务中完成刷脸，完成后将自动返回。",
+    ),
+    ("realname.face.start", "开始人脸核验"),
+    ("realname.error.face", "人脸核验未通过。您可以重试，或携带身份证到政务服务大厅办理。"),
+    ("realname.error.face_expired", "人脸核验已超时，请重新开始。"),
     ("acting.title", "选择办事身份"),
     ("acting.subtitle", "您代表哪一方访问{client}？"),
     ("acting.self", "我本人"),
@@ -77,6 +84,16 @@ pub const ZH_CN: &[(&str, &str)] = &[
 
 pub const EN: &[(&str, &str)] = &[
     ("realname.title", "Verify your identity"),
+    (
+        "realname.face.text",
+        "Your identity is verified (L3). This service needs a real-person check (L4): complete the face check at the face verification service; you will come back here.",
+    ),
+    ("realname.face.start", "Start the face check"),
+    (
+        "realname.error.face",
+        "The face check did not pass. You can try again, or go to a service hall with your ID card.",
+    ),
+    ("realname.error.face_expired", "The face check took too long. Please start again."),
     ("acting.title", "Who are you acting as?"),
     ("acting.subtitle", "For whom are you using {client}?"),
     ("acting.self", "Myself"),
