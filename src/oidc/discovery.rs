@@ -8,7 +8,9 @@ pub const ID_TOKEN_ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 /// Algorithms accepted on client assertions (`private_key_jwt`).
 pub const ASSERTION_ALGS: [&str; 9] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
-pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
+/// `face`: this node has a face-verification service, so L4 can be reached.
+pub fn document(issuer: &str, realm: &RealmSettings, face: bool) -> Value {
+    let acr: &[&str] = if face { &["L2", "L3", "L4"] } else { &["L2", "L3"] };
     let mut claims: Vec<&str> =
         vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash"];
     for s in realm.scopes.values() {
@@ -49,7 +51,7 @@ pub fn document(issuer: &str, realm: &RealmSettings) -> Value {
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
-        "acr_values_supported": ["L2", "L3"],
+        "acr_values_supported": acr,
         // OpenID Connect for Identity Assurance 1.0.
         "verified_claims_supported": true,
         "trust_frameworks_supported": [realm.realname.trust_framework],

@@ -136,7 +136,7 @@ async fn load(settings: &Settings, db: &Db, kek: &Kek, name: &str) -> Result<Opt
     let keys = RealmKeys::load(kek, realms::keys_of(db, name).await.map_err(|e| e.to_string())?)?;
     let issuer = settings.issuer(name);
     let t = now();
-    let discovery = crate::oidc::discovery::document(&issuer, &realm_settings);
+    let discovery = crate::oidc::discovery::document(&issuer, &realm_settings, !settings.face_url.is_empty());
     let jwks = keys.jwks(t);
     Ok(Some(Realm {
         name: name.to_string(),

@@ -783,6 +783,13 @@ async fn a_portal_asking_for_l4_gets_a_face_match_after_l3() {
         .expect("exchange");
     let claims = tokens.id_token().expect("id token").claims(&rp.id_token_verifier(), &nonce).expect("valid").clone();
     assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("L4"));
+    let meta: serde_json::Value = reqwest::get(format!("{}/.well-known/openid-configuration", server.issuer("test")))
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(meta["acr_values_supported"], serde_json::json!(["L2", "L3", "L4"]), "L4 where a face service is");
     // The same session cannot be used twice.
     let again = b.get(&back).send().await.expect("again");
     assert_eq!(again.status(), 400);
