@@ -203,6 +203,11 @@ pub async fn finish_signin(state: &AppState, realm: &Realm, scope: &str, credent
     if handle != user_handle(&realm.name, &rec.user_id) {
         return Ok(SignedIn::Rejected("user handle mismatch"));
     }
+    // A disabled (or cancelled) account signs in with nothing.
+    let user = crate::store::users::get(&state.db, &realm.name, &rec.user_id).await?;
+    if user.is_none_or(|u| u.status != "active") {
+        return Ok(SignedIn::Rejected("account not active"));
+    }
     let aad = aad(&realm.name, &rec.user_id, &rec.id);
     let mut stored: Stored = serde_json::from_str(&state.secrets.sealer.open(&rec.sealed, &aad)?)
         .map_err(|e| Error::internal(e.to_string()))?;

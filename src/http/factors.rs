@@ -484,7 +484,11 @@ fn totp_view(
     no_store(Html(super::render("totp.html", m.loc, ctx)).into_response())
 }
 
-async fn signed_in_me(state: &SharedState, name: &str, headers: &HeaderMap) -> Result<Result<Me, Response>, PageError> {
+pub(super) async fn signed_in_me(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Result<Me, Response>, PageError> {
     Ok(match me(state, name, headers).await? {
         Some(m) => Ok(m),
         None => Err(no_store(Redirect::to(&format!("/realms/{name}/account")).into_response())),

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use minijinja::context;
 
-use super::factors::{Me, me};
+use super::factors::{Me, signed_in_me};
 use super::login::{
     PageResult, TxCtx, client_name, current_session, form_get, load_tx, no_store, realm_logo, realm_name, respond,
     signed_in_with, submitted,
@@ -76,13 +76,6 @@ fn render(state: &SharedState, m: &Me, tx: Option<&(String, LoginTx)>, v: View) 
     r
 }
 
-async fn signed_in(state: &SharedState, name: &str, headers: &HeaderMap) -> Result<Result<Me, Response>, PageError> {
-    Ok(match me(state, name, headers).await? {
-        Some(m) => Ok(m),
-        None => Err(no_store(Redirect::to(&format!("/realms/{name}/account")).into_response())),
-    })
-}
-
 async fn page(
     State(state): State<SharedState>,
     Path(name): Path<String>,
@@ -91,7 +84,7 @@ async fn page(
 ) -> PageResult {
     let params = query_pairs(q.as_deref());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let m = match signed_in(&state, &name, &headers).await? {
+    let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -107,7 +100,7 @@ async fn submit(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in(&state, &name, &headers).await? {
+    let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -183,7 +176,7 @@ async fn cancel(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in(&state, &name, &headers).await? {
+    let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -509,7 +502,7 @@ async fn enterprise_form(
     body: &Bytes,
 ) -> Result<Result<(Me, Vec<(String, String)>), Response>, PageError> {
     let form = form_pairs(body);
-    let m = match signed_in(state, name, headers).await? {
+    let m = match signed_in_me(state, name, headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(Err(r)),
     };
@@ -606,7 +599,7 @@ async fn face_start(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in(&state, &name, &headers).await? {
+    let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -638,7 +631,7 @@ async fn face_return(
 ) -> PageResult {
     let params = query_pairs(q.as_deref());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let m = match signed_in(&state, &name, &headers).await? {
+    let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };

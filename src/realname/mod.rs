@@ -245,7 +245,12 @@ pub async fn recover_check(
             return Ok(Recovery::Failed(Outcome::Mismatch((limit - a.max(b)).max(0) as u32)));
         }
     }
-    match store::holder_of(&state.db, r, &index).await? {
+    let holder = store::holder_of(&state.db, r, &index).await?;
+    let active = match &holder {
+        Some(p) => crate::store::users::get(&state.db, r, &p.user_id).await?.is_some_and(|u| u.status == "active"),
+        None => false,
+    };
+    match holder.filter(|_| active) {
         Some(p) => {
             let e = Event::new(r, "recovery.realname", "success").actor(&p.user_id).ip(ip);
             audit::record(state, e.detail(json!({ "step": "identity proven", "id_number": masked }))).await;

@@ -795,3 +795,21 @@ async fn a_portal_asking_for_l4_gets_a_face_match_after_l3() {
     assert_eq!(again.status(), 400);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_disabled_account_is_not_recovered_by_real_name() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    let uid = server.user("test", "wangfang", PW).await;
+    registry_row(&server, ID, "王芳", "alive").await;
+    let realm = s.realms.get("test").expect("realm");
+    let birth = chrono::NaiveDate::from_ymd_opt(1949, 12, 31).expect("date");
+    civid::realname::verify(s, &realm, &uid, ID, birth, "王芳", 0, None).await.expect("verify");
+    let found = civid::realname::recover_check(s, &realm, ID, birth, "王芳", None).await.expect("check");
+    assert!(matches!(found, civid::realname::Recovery::Account(ref u) if *u == uid));
+    let actor = civid::admin::actions::Actor { id: "operator", ip: None };
+    civid::admin::actions::user_set_enabled(s, &actor, "test", &uid, false).await.expect("disable");
+    let found = civid::realname::recover_check(s, &realm, ID, birth, "王芳", None).await.expect("check");
+    assert!(matches!(found, civid::realname::Recovery::NoAccount), "an operator's disabling stands");
+    server.stop().await;
+}
