@@ -50,14 +50,29 @@ pub struct Settings {
     pub sms_webhook_secret: String,
     /// The external verification service of realms with
     /// `realname.verifier = "http"`: URL, HMAC-SHA256 key, timeout, retries.
+    /// Requests are proven by the HMAC signature (`verifier_secret`), by a
+    /// client certificate (mutual TLS, `verifier_tls_cert` + `verifier_tls_key`),
+    /// or both; a URL with neither stops the node at start.
     pub verifier_url: String,
     pub verifier_secret: String,
     pub verifier_timeout_ms: u64,
     pub verifier_retries: u32,
+    /// PEM file: civid's client certificate (chain, leaf first) for the verifier.
+    pub verifier_tls_cert: String,
+    /// PEM file: the private key of `verifier_tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub verifier_tls_key: String,
+    /// PEM file: extra roots to trust for the verifier's server certificate
+    /// (added to the system's).
+    pub verifier_tls_ca: String,
     /// The face-verification service (L4): base URL and HMAC-SHA256 key.
     /// Empty: L4 cannot be reached online.
     pub face_url: String,
     pub face_secret: String,
+    /// Mutual TLS to the face service, like `verifier_tls_*` (its own
+    /// settings: the two services may belong to different operators).
+    pub face_tls_cert: String,
+    pub face_tls_key: String,
+    pub face_tls_ca: String,
     /// Where the outbox sender writes messages.
     pub outbox_dir: PathBuf,
     /// How email leaves: `outbox` (the outbox file, for development and
@@ -105,8 +120,14 @@ impl Default for Settings {
             verifier_secret: String::new(),
             verifier_timeout_ms: 3000,
             verifier_retries: 1,
+            verifier_tls_cert: String::new(),
+            verifier_tls_key: String::new(),
+            verifier_tls_ca: String::new(),
             face_url: String::new(),
             face_secret: String::new(),
+            face_tls_cert: String::new(),
+            face_tls_key: String::new(),
+            face_tls_ca: String::new(),
             outbox_dir: PathBuf::from("data/outbox"),
             email_sender: "outbox".into(),
             smtp_url: String::new(),

@@ -53,6 +53,9 @@ pub fn redact(url: &str) -> String {
 pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedState, String> {
     install_crypto_provider();
     crate::metrics::handle();
+    // Certificates and keys first: a bad file stops the node before
+    // anything else is touched.
+    let services = crate::realname::transport::build(&settings)?;
     let db = store::connect(&settings.database_url, settings.database_max_connections)
         .await
         .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?;
@@ -115,10 +118,27 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         secrets,
         realms: Default::default(),
         http,
+        services,
         client_jwks: Mutex::new(Default::default()),
         refresh_now: tokio::sync::Notify::new(),
     });
     state.realms.refresh(&state.settings, &state.db, &state.secrets.kek).await?;
+    if state.services.verifier.is_none() {
+        let mut http: Vec<String> = state
+            .realms
+            .names()
+            .into_iter()
+            .filter(|n| state.realms.get(n).is_some_and(|r| r.settings.realname.verifier == "http"))
+            .collect();
+        if !http.is_empty() {
+            http.sort();
+            return Err(format!(
+                "realm {} uses realname.verifier = \"http\", but verifier_url is not set (and verifier_secret \
+                 or verifier_tls_cert/verifier_tls_key with it)",
+                http.join(", ")
+            ));
+        }
+    }
     Ok(state)
 }
 

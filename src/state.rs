@@ -27,6 +27,9 @@ pub struct AppState {
     pub email: crate::account::senders::Sender,
     /// Outbound HTTP (client `jwks_uri`s), with short timeouts.
     pub http: reqwest::Client,
+    /// The external verification and face services (HMAC and/or mutual
+    /// TLS), with the verifier's circuit breaker.
+    pub services: crate::realname::transport::Services,
     /// Keys fetched from clients' `jwks_uri`, with when they were fetched.
     pub client_jwks: Mutex<HashMap<String, FetchedJwks>>,
     /// Wakes the cache refresher at once (a change was announced).

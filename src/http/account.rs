@@ -267,6 +267,8 @@ async fn render_page(state: &SharedState, c: &Ctx, done: Option<&str>, v: View) 
         enterprises => enterprises,
         level => c.sess.acr.clone(),
         verify_url => format!("/realms/{}/verify", c.realm.name),
+        guardian_url => (c.realm.settings.realname.minors == "guardian")
+            .then(|| format!("/realms/{}/account/guardian", c.realm.name)),
         continue_url => v.continue_to.as_ref().map(|c| c.0.clone()),
         continue_client => v.continue_to.as_ref().map(|c| c.1.clone()),
         realm_name => realm_name(&c.realm, c.loc),
@@ -307,6 +309,7 @@ const ACTIONS: &[(&str, &str)] = &[
 /// Flash messages after a change (`?done=…`).
 const DONE: &[&str] = &[
     "verified",
+    "guardian_confirmed",
     "enterprise_claimed",
     "enterprise_code",
     "enterprise_not_verified",
@@ -781,7 +784,7 @@ mod tests {
             values => context! { phone => "138" },
             retry_after => 42,
             actions => actions, csrf => csrf, cancel_url => "/realms/t/account/cancel",
-            level => "L2", verify_url => "/realms/t/verify",
+            level => "L2", verify_url => "/realms/t/verify", guardian_url => "/realms/t/account/guardian",
             enterprises => context! {
                 items => vec![context! { name => "示例科技有限公司", uscc => "91350100M000100Y43", role => "legal_representative",
                     representative => true, appoint_action => "/realms/t/account/enterprises/x/agents",

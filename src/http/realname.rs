@@ -36,6 +36,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/realms/{realm}/account/enterprises/{index}/agents", post(appoint_submit))
         .route("/realms/{realm}/account/enterprises/{index}/agents/{id}/revoke", post(revoke_submit))
         .route("/realms/{realm}/recover/realname/verify", get(recover_code_page).post(recover_code_submit))
+        .route("/realms/{realm}/account/guardian", get(guardian_page).post(guardian_submit))
 }
 
 /// The portal's transaction this verification belongs to, if any: only
@@ -51,6 +52,25 @@ struct View<'a> {
     error: Option<String>,
     name: &'a str,
     status: StatusCode,
+}
+
+/// The verification page of a minor whose guardian must confirm: the code,
+/// shown this once.
+fn guardian_code_view(state: &SharedState, m: &Me, tx: Option<&(String, LoginTx)>, code: &str) -> Response {
+    let path = format!("/realms/{}/verify", m.realm.name);
+    let ctx = context! {
+        realm_name => realm_name(&m.realm, m.loc),
+        realm_logo => realm_logo(&m.realm),
+        client_name => tx.map(|(_, t)| client_name(&m.realm, &t.request.client_id, m.loc)),
+        cancel_action => tx.map(|_| format!("{path}/cancel")),
+        account_url => format!("/realms/{}/account", m.realm.name),
+        csrf => m.csrf(state, "verify"),
+        tx => tx.map(|(id, _)| id.clone()).unwrap_or_default(),
+        guardian_code => code,
+        min_age => m.realm.settings.realname.min_age,
+        hours => realname::guardian::CODE_SECS / 3600,
+    };
+    no_store(Html(super::render("verify.html", m.loc, ctx)).into_response())
 }
 
 fn render(state: &SharedState, m: &Me, tx: Option<&(String, LoginTx)>, v: View) -> Response {
@@ -153,6 +173,7 @@ async fn submit(
         Outcome::Limited => return Ok(show(err("realname.error.limited", &[]), StatusCode::TOO_MANY_REQUESTS)),
         Outcome::Taken => return Ok(show(err("realname.error.taken", &[]), StatusCode::CONFLICT)),
         Outcome::Minor => return Ok(show(err("realname.error.minor", &[]), StatusCode::BAD_REQUEST)),
+        Outcome::GuardianNeeded(code) => return Ok(guardian_code_view(&state, &m, tx.as_ref(), &code)),
         Outcome::Unavailable => {
             let mut r = show(err("realname.error.unavailable", &[]), StatusCode::SERVICE_UNAVAILABLE);
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
@@ -659,4 +680,198 @@ async fn face_return(
     let session = current_session(&state, &m.realm, &headers).await.map_err(|e| PageError(e, m.loc))?;
     let next = flow::proceed(&state, &m.realm, tx, Some(&tx_id), session).await.map_err(|e| PageError(e, m.loc))?;
     Ok(respond(&m.realm, next))
+}
+
+// ---------------------------------------------------------------------------
+// A guardian confirms a minor's verification (realm `minors = "guardian"`).
+
+#[derive(Default)]
+struct GuardianForm {
+    /// Field → catalog key of its error.
+    errors: std::collections::BTreeMap<&'static str, String>,
+    /// An error about the guardian, not a field.
+    alert: Option<String>,
+    minor_name: String,
+    relationship: String,
+}
+
+fn guardian_view(state: &SharedState, m: &Me, f: GuardianForm, status: StatusCode) -> Response {
+    let ctx = context! {
+        realm_name => realm_name(&m.realm, m.loc),
+        realm_logo => realm_logo(&m.realm),
+        action => format!("/realms/{}/account/guardian", m.realm.name),
+        account_url => format!("/realms/{}/account", m.realm.name),
+        verify_url => format!("/realms/{}/verify", m.realm.name),
+        csrf => m.csrf(state, "guardian"),
+        verified => realname::rank(&m.session.acr) >= 3,
+        errors => f.errors,
+        alert => f.alert,
+        minor_name => f.minor_name,
+        relationship => f.relationship,
+    };
+    let mut r = no_store(Html(super::render("guardian.html", m.loc, ctx)).into_response());
+    *r.status_mut() = status;
+    r
+}
+
+fn guardian_realm(m: &Me) -> Result<(), PageError> {
+    if m.realm.settings.realname.minors == "guardian" {
+        Ok(())
+    } else {
+        Err(PageError(Error::page(404, "error.not_found"), m.loc))
+    }
+}
+
+async fn guardian_page(State(state): State<SharedState>, Path(name): Path<String>, headers: HeaderMap) -> PageResult {
+    let m = match signed_in_me(&state, &name, &headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(r),
+    };
+    guardian_realm(&m)?;
+    Ok(guardian_view(&state, &m, GuardianForm::default(), StatusCode::OK))
+}
+
+async fn guardian_submit(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    use realname::guardian::{self, Confirmed};
+    let form = form_pairs(&body);
+    let m = match signed_in_me(&state, &name, &headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(r),
+    };
+    if !m.csrf_ok(&state, "guardian", &form) {
+        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
+    }
+    guardian_realm(&m)?;
+    let text = |key: &str, args: &[(&str, &str)]| crate::web::text(m.loc, key, args);
+    let mut f = GuardianForm {
+        minor_name: form_get(&form, "minor_name").unwrap_or_default().trim().to_string(),
+        relationship: form_get(&form, "relationship").unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    let code = form_get(&form, "code").unwrap_or_default();
+    if guardian::normalize_code(code).is_none() {
+        f.errors.insert("code", text("guardian.error.code_format", &[]));
+    }
+    if !(2..=50).contains(&f.minor_name.chars().count()) {
+        f.errors.insert("minor_name", text("realname.error.name", &[]));
+    }
+    let today = chrono::Utc::now().date_naive();
+    let minor_id = match ResidentId::parse(form_get(&form, "minor_id").unwrap_or_default(), today) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            f.errors.insert("minor_id", text(e.key(), &[]));
+            None
+        }
+    };
+    if !guardian::RELATIONSHIPS.contains(&f.relationship.as_str()) {
+        f.errors.insert("relationship", text("guardian.error.relationship", &[]));
+    }
+    if form_get(&form, "consent") != Some("yes") {
+        f.errors.insert("consent", text("guardian.error.consent", &[]));
+    }
+    let Some(minor_id) = minor_id.filter(|_| f.errors.is_empty()) else {
+        return Ok(guardian_view(&state, &m, f, StatusCode::BAD_REQUEST));
+    };
+    let consent_at = crate::store::now();
+    audit::record(
+        &state,
+        audit::Event::new(&m.realm.name, "realname.consent", "success")
+            .actor(&m.session.user_id)
+            .ip(ip.as_deref())
+            .detail(
+                serde_json::json!({ "purpose": "real-name verification of a minor, as guardian", "pipl": "Art. 31" }),
+            ),
+    )
+    .await;
+    let done = guardian::confirm(
+        &state,
+        &m.realm,
+        &m.session.user_id,
+        code,
+        minor_id.as_str(),
+        &f.minor_name,
+        &f.relationship,
+        consent_at,
+        ip.as_deref(),
+    )
+    .await
+    .map_err(|e| PageError(e, m.loc))?;
+    let status = match done {
+        Confirmed::Confirmed => return Ok(to_account(&m, "guardian_confirmed")),
+        Confirmed::NotVerified => {
+            f.alert = Some(text("guardian.error.not_verified", &[]));
+            StatusCode::FORBIDDEN
+        }
+        Confirmed::NotAdult => {
+            f.alert = Some(text("guardian.error.not_adult", &[]));
+            StatusCode::FORBIDDEN
+        }
+        Confirmed::WrongCode(left) => {
+            f.errors.insert("code", text("guardian.error.code", &[("n", &left.to_string())]));
+            StatusCode::BAD_REQUEST
+        }
+        Confirmed::Mismatch(left) => {
+            f.errors.insert("minor", text("guardian.error.mismatch", &[("n", &left.to_string())]));
+            StatusCode::BAD_REQUEST
+        }
+        Confirmed::Limited => {
+            f.alert = Some(text("realname.error.limited", &[]));
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        Confirmed::Taken => {
+            f.alert = Some(text("guardian.error.taken", &[]));
+            StatusCode::CONFLICT
+        }
+    };
+    Ok(guardian_view(&state, &m, f, status))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::web::Locale;
+    use minijinja::context;
+
+    #[test]
+    fn guardian_pages_render_in_both_locales_with_errors_tied_to_fields() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let fallback = crate::web::t(loc, "no.such.key");
+            let html = super::super::render(
+                "guardian.html",
+                loc,
+                context! {
+                    realm_name => "示例市政务服务", action => "/realms/t/account/guardian", account_url => "/realms/t/account",
+                    verify_url => "/realms/t/verify", csrf => "tok", verified => true,
+                    errors => context! { code => "x", minor => "y", relationship => "z", consent => "w" },
+                    minor_name => "李小明", relationship => "parent",
+                },
+            );
+            assert!(!html.contains(fallback) && !html.contains('{'), "{html}");
+            for id in ["code-error", "minor-error", "relationship-error", "consent-error"] {
+                assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
+            }
+            assert!(
+                html.contains("aria-describedby=\"code-error\"") && html.contains("aria-describedby=\"minor-error\"")
+            );
+            assert!(html.contains("name=\"csrf\" value=\"tok\"") && html.contains("value=\"parent\" required checked"));
+            let not_yet = super::super::render(
+                "guardian.html",
+                loc,
+                context! { realm_name => "示例", action => "/a", account_url => "/b", verify_url => "/v", csrf => "t", verified => false },
+            );
+            assert!(!not_yet.contains("<form") && !not_yet.contains(fallback), "{not_yet}");
+            let code = super::super::render(
+                "verify.html",
+                loc,
+                context! { realm_name => "示例", account_url => "/b", csrf => "t", guardian_code => "ABCDE-FGHJK", min_age => 14, hours => 24 },
+            );
+            assert!(code.contains(">ABCDE-FGHJK<") && code.contains("14") && code.contains("24"), "{code}");
+            assert!(!code.contains("name=\"id_number\"") && !code.contains(fallback) && !code.contains('{'), "{code}");
+        }
+    }
 }

@@ -95,6 +95,16 @@ pub fn validate_settings(s: &RealmSettings) -> Result<(), String> {
             return Err(format!("settings.login_identifiers: unknown identifier {id:?} (phone, email, username)"));
         }
     }
+    let rn = &s.realname;
+    if !["registry", "http"].contains(&rn.verifier.as_str()) {
+        return Err(format!("settings.realname.verifier {:?}: use registry or http", rn.verifier));
+    }
+    if !["service_hall", "guardian"].contains(&rn.minors.as_str()) {
+        return Err(format!("settings.realname.minors {:?}: use service_hall or guardian", rn.minors));
+    }
+    if rn.min_age > 18 {
+        return Err("settings.realname.min_age must be at most 18 (guardians are adults)".into());
+    }
     Ok(())
 }
 

@@ -50,6 +50,11 @@ pub struct RealNameSettings {
     pub failures_per_day: u32,
     /// Younger people cannot verify without a guardian (PIPL Art. 31).
     pub min_age: u32,
+    /// How a person younger than `min_age` is verified: `service_hall`
+    /// (refused online, sent to a service hall with a guardian) or
+    /// `guardian` (after the registry matches, a guardian — an adult L3
+    /// citizen of the realm — confirms online with a one-time code).
+    pub minors: String,
 }
 
 impl Default for RealNameSettings {
@@ -59,6 +64,7 @@ impl Default for RealNameSettings {
             trust_framework: "cn_real_name".into(),
             failures_per_day: 5,
             min_age: 14,
+            minors: "service_hall".into(),
         }
     }
 }

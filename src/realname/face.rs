@@ -12,8 +12,6 @@ use crate::realm::cache::Realm;
 use crate::state::AppState;
 use crate::store::{now, realname as store};
 
-use super::verifier::signed_post;
-
 const SESSION_SECS: u64 = 600;
 
 fn key(realm: &str, session: &str) -> String {
@@ -22,7 +20,7 @@ fn key(realm: &str, session: &str) -> String {
 
 /// Whether L4 can be reached on this node.
 pub fn available(state: &AppState) -> bool {
-    !state.settings.face_url.is_empty()
+    state.services.face.is_some()
 }
 
 fn same_origin(a: &str, b: &str) -> bool {
@@ -39,13 +37,15 @@ pub async fn start(state: &AppState, realm: &Realm, user_id: &str, return_url: &
     let Some(p) = super::proven(state, &realm.name, user_id).await? else {
         return Ok(None);
     };
-    if super::rank(&p.level) < 3 || s.face_url.is_empty() {
+    let Some(svc) = state.services.face.as_ref() else {
+        return Ok(None);
+    };
+    if super::rank(&p.level) < 3 {
         return Ok(None);
     }
-    let base = s.face_url.trim_end_matches('/');
+    let base = svc.url.trim_end_matches('/');
     let body = json!({ "id_number": p.id_number, "name": p.name, "return_url": return_url }).to_string();
-    let Some(a) = signed_post(state, &format!("{base}/sessions"), &s.face_secret, &body, s.verifier_timeout_ms).await
-    else {
+    let Some(a) = svc.post(&format!("{base}/sessions"), &body, s.verifier_timeout_ms).await else {
         return Ok(None);
     };
     let (Some(session), Some(to)) = (a["session"].as_str(), a["url"].as_str()) else {
@@ -84,12 +84,15 @@ pub async fn finish(
         Some(owner) if owner == user_id => {}
         _ => return Ok(Finished::Expired),
     }
-    let base = s.face_url.trim_end_matches('/');
+    let Some(svc) = state.services.face.as_ref() else {
+        return Ok(Finished::Unavailable);
+    };
+    let base = svc.url.trim_end_matches('/');
     let url = format!(
         "{base}/sessions/{}/result",
         url::form_urlencoded::byte_serialize(session.as_bytes()).collect::<String>()
     );
-    let Some(a) = signed_post(state, &url, &s.face_secret, "{}", s.verifier_timeout_ms).await else {
+    let Some(a) = svc.post(&url, "{}", s.verifier_timeout_ms).await else {
         return Ok(Finished::Unavailable);
     };
     let r = realm.name.as_str();

@@ -19,6 +19,8 @@ use crate::store::{now, realname as store};
 
 pub mod enterprise;
 pub mod face;
+pub mod guardian;
+pub mod transport;
 pub mod verifier;
 
 pub use verifier::Check;
@@ -82,8 +84,12 @@ pub enum Outcome {
     Limited,
     /// Another account of the realm proved this number: recover that one.
     Taken,
-    /// Younger than the realm's minimum age (a guardian is needed).
+    /// Younger than the realm's minimum age: a guardian is needed at a
+    /// service hall (realm setting `minors = "service_hall"`).
     Minor,
+    /// Younger than the realm's minimum age, name and number matched: a
+    /// guardian confirms online with this one-time code (shown once).
+    GuardianNeeded(String),
     /// The verifier cannot answer now; nothing was counted.
     Unavailable,
 }
@@ -328,8 +334,8 @@ pub async fn verify(
         return Ok(Outcome::Taken);
     }
     let today = chrono::Utc::now().date_naive();
-    let age = today.year() - birth.year() - i32::from((today.month(), today.day()) < (birth.month(), birth.day()));
-    if age < realm.settings.realname.min_age as i32 {
+    let minor = guardian::age_on(birth, today) < realm.settings.realname.min_age as i32;
+    if minor && realm.settings.realname.minors != "guardian" {
         audit::record(state, ev("failure", json!({ "reason": "minor", "id_number": masked }))).await;
         return Ok(Outcome::Minor);
     }
@@ -349,8 +355,14 @@ pub async fn verify(
             return Ok(Outcome::Mismatch((limit - a.max(b)).max(0) as u32));
         }
     }
-    let t = now();
     let method = realm.settings.realname.verifier.clone();
+    if minor {
+        // Not raised yet: a guardian confirms with the code.
+        let code = guardian::issue(state, realm, user_id, &index, &name, &method).await?;
+        audit::record(state, ev("pending", json!({ "reason": "guardian needed", "id_number": masked }))).await;
+        return Ok(Outcome::GuardianNeeded(code));
+    }
+    let t = now();
     let evidence = json!([{
         "type": "electronic_record",
         "check_details": [{ "check_method": "data", "txn": crate::crypto::random::token(12)? }],

@@ -1,16 +1,15 @@
 //! Verifiers behind one interface, chosen per realm: `registry` (the
 //! imported population registry) and `http` (an external verification
-//! service: HMAC-SHA256-signed request, timeout, retries, and a circuit
-//! breaker so a dead service costs citizens no waiting).
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-
+//! service: HMAC-SHA256-signed request and/or mutual TLS, timeout,
+//! retries, and a circuit breaker so a dead service costs citizens no
+//! waiting).
 use serde_json::json;
 
 use crate::crypto::random;
 use crate::error::Result;
 use crate::realm::cache::Realm;
 use crate::state::AppState;
-use crate::store::{now, realname as store};
+use crate::store::realname as store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -50,52 +49,17 @@ async fn registry(state: &AppState, index: &str, name: &str) -> Result<Check> {
     Ok(if row.status == "deceased" { Check::Deceased } else { Check::Match })
 }
 
-/// Consecutive failures of the external service, and until when the
-/// breaker stays open (per node).
-static FAILURES: AtomicU32 = AtomicU32::new(0);
-static OPEN_UNTIL: AtomicI64 = AtomicI64::new(0);
-const BREAKER_AFTER: u32 = 5;
-const BREAKER_SECS: i64 = 30;
-
-/// `POST {verifier_url}` with `{"id_number", "name"}`; headers
-/// `x-civid-timestamp` and `x-civid-signature: hex(HMAC-SHA256(secret,
-/// timestamp + "." + body))`; answer `{"match": true|false, "deceased"?: bool}`.
-/// One JSON POST to an external service, signed: `x-civid-timestamp` and
-/// `x-civid-signature` = hex HMAC-SHA256 of `{timestamp}.{body}`. The
-/// answer's JSON, or `None` when it failed or refused.
-pub async fn signed_post(
-    state: &AppState,
-    url: &str,
-    secret: &str,
-    body: &str,
-    timeout_ms: u64,
-) -> Option<serde_json::Value> {
-    let ts = now().to_string();
-    let sig = crate::crypto::seal::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
-    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-    let sent = state
-        .http
-        .post(url)
-        .timeout(std::time::Duration::from_millis(timeout_ms))
-        .header("content-type", "application/json")
-        .header("x-civid-timestamp", ts)
-        .header("x-civid-signature", sig)
-        .body(body.to_string())
-        .send()
-        .await;
-    match sent {
-        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-        Ok(r) => {
-            tracing::warn!(status = %r.status(), "external service refused the request");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
+/// `POST {verifier_url}` with `{"id_number", "name"}` (signed and/or over
+/// mutual TLS, see `transport`); answer `{"match": true|false,
+/// "deceased"?: bool}`. Retried; a call that fails after its retries
+/// counts toward the node's circuit breaker.
 async fn http(state: &AppState, id: &str, name: &str) -> Check {
     let s = &state.settings;
-    if s.verifier_url.is_empty() || now() < OPEN_UNTIL.load(Ordering::Relaxed) {
+    let Some(svc) = state.services.verifier.as_ref() else {
+        tracing::warn!("a realm uses the http verifier, but this node has no verifier_url");
+        return Check::Unavailable;
+    };
+    if state.services.verifier_circuit_open() {
         return Check::Unavailable;
     }
     let body = json!({ "id_number": id, "name": name }).to_string();
@@ -103,11 +67,11 @@ async fn http(state: &AppState, id: &str, name: &str) -> Check {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
         }
-        let answer = signed_post(state, &s.verifier_url, &s.verifier_secret, &body, s.verifier_timeout_ms).await;
+        let answer = svc.post(&svc.url, &body, s.verifier_timeout_ms).await;
         if let Some(a) = answer
             && let Some(m) = a.get("match").and_then(|m| m.as_bool())
         {
-            FAILURES.store(0, Ordering::Relaxed);
+            state.services.verifier_answered();
             return match (m, a.get("deceased").and_then(|d| d.as_bool()).unwrap_or(false)) {
                 (true, true) => Check::Deceased,
                 (true, false) => Check::Match,
@@ -115,10 +79,6 @@ async fn http(state: &AppState, id: &str, name: &str) -> Check {
             };
         }
     }
-    if FAILURES.fetch_add(1, Ordering::Relaxed) + 1 >= BREAKER_AFTER {
-        OPEN_UNTIL.store(now() + BREAKER_SECS, Ordering::Relaxed);
-        FAILURES.store(0, Ordering::Relaxed);
-        tracing::warn!("verification service failing: circuit open for {BREAKER_SECS} s");
-    }
+    state.services.verifier_failed();
     Check::Unavailable
 }

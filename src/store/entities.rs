@@ -383,3 +383,21 @@ pub mod delegation {
     }
     no_relations!();
 }
+
+pub mod guardian {
+    use sea_orm::entity::prelude::*;
+    /// A guardian who confirmed a minor's verification online.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "guardians")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub realm: String,
+        pub minor_user_id: String,
+        pub guardian_user_id: String,
+        pub relationship: String,
+        pub consent_at: i64,
+        pub confirmed_at: i64,
+    }
+    no_relations!();
+}

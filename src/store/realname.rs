@@ -4,8 +4,9 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
-use super::entities::{identity_proof, registry_person};
+use super::entities::{guardian, identity_proof, registry_person};
 
+pub use guardian::Model as GuardianRecord;
 pub use identity_proof::Model as ProofRecord;
 pub use registry_person::Model as PersonRecord;
 
@@ -69,4 +70,32 @@ pub async fn registry_person<C: ConnectionTrait>(db: &C, id_index: &str) -> Resu
 /// Every account, in any realm, that proved this ID number.
 pub async fn proofs_by_index<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Vec<ProofRecord>, DbErr> {
     identity_proof::Entity::find().filter(identity_proof::Column::IdIndex.eq(id_index)).all(db).await
+}
+
+pub async fn insert_guardian<C: ConnectionTrait>(db: &C, g: GuardianRecord) -> Result<(), DbErr> {
+    guardian::ActiveModel {
+        id: Set(g.id),
+        realm: Set(g.realm),
+        minor_user_id: Set(g.minor_user_id),
+        guardian_user_id: Set(g.guardian_user_id),
+        relationship: Set(g.relationship),
+        consent_at: Set(g.consent_at),
+        confirmed_at: Set(g.confirmed_at),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+/// The guardians who confirmed a minor's verification in a realm.
+pub async fn guardians_of<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    minor_user_id: &str,
+) -> Result<Vec<GuardianRecord>, DbErr> {
+    guardian::Entity::find()
+        .filter(guardian::Column::Realm.eq(realm))
+        .filter(guardian::Column::MinorUserId.eq(minor_user_id))
+        .all(db)
+        .await
 }

@@ -123,6 +123,7 @@ const SECTIONS: &[(Catalog, Catalog)] = &[
     (super::texts::email::ZH_CN, super::texts::email::EN),
     (super::texts::factors::ZH_CN, super::texts::factors::EN),
     (super::texts::realname::ZH_CN, super::texts::realname::EN),
+    (super::texts::guardian::ZH_CN, super::texts::guardian::EN),
 ];
 
 static JOINED: std::sync::LazyLock<[Vec<(&'static str, &'static str)>; 2]> = std::sync::LazyLock::new(|| {

@@ -16,6 +16,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("passkey_signin.html", include_str!("templates/passkey_signin.html")),
     ("second.html", include_str!("templates/second.html")),
     ("verify.html", include_str!("templates/verify.html")),
+    ("guardian.html", include_str!("templates/guardian.html")),
     ("acting.html", include_str!("templates/acting.html")),
     ("account_enterprises.html", include_str!("templates/account_enterprises.html")),
     ("recover_realname.html", include_str!("templates/recover_realname.html")),

@@ -54,16 +54,23 @@ async fn pg_admin(base: &str, db: &str) -> sea_orm::DatabaseConnection {
     sea_orm::Database::connect(opts).await.expect("connect to PostgreSQL")
 }
 
-fn base_settings() -> Settings {
+pub fn base_settings() -> Settings {
     Settings {
         kek: TEST_KEK.into(),
         realms_dir: realms_dir(),
         database_max_connections: 5,
         cache_refresh_secs: 1,
         outbox_dir: std::env::temp_dir().join(format!("civid-test-outbox-{}", std::process::id())),
+        // Realm "other" verifies over http: a node needs a verifier to start.
+        // Nothing listens here; tests that verify there start their own.
+        verifier_url: UNUSED_VERIFIER.into(),
+        verifier_secret: "unused".into(),
         ..Default::default()
     }
 }
+
+/// The verifier of nodes whose tests do not verify in realm "other".
+pub const UNUSED_VERIFIER: &str = "http://127.0.0.1:9/check";
 
 async fn prepare_template(settings: &Settings) {
     let state = server::prepare(settings.clone(), StartOptions { migrate: true, apply_realms: true, verbose: false })
@@ -407,6 +414,8 @@ pub fn node_env(db: &str, redis_prefix: Option<&str>) -> Vec<(String, String)> {
         ("CIVID_REALMS_DIR".to_string(), realms_dir().display().to_string()),
         ("CIVID_CACHE_REFRESH_SECS".to_string(), "1".to_string()),
         ("CIVID_LOG".to_string(), "warn".to_string()),
+        ("CIVID_VERIFIER_URL".to_string(), UNUSED_VERIFIER.to_string()),
+        ("CIVID_VERIFIER_SECRET".to_string(), "unused".to_string()),
     ];
     if let (Some(r), Some(p)) = (redis_url(), redis_prefix) {
         env.push(("CIVID_REDIS_URL".into(), r));

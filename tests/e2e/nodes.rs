@@ -44,6 +44,9 @@ async fn two_nodes_share_codes_and_sessions() {
             kek: crate::harness::TEST_KEK.into(),
             redis_url: redis_url().unwrap_or_default(),
             redis_key_prefix: prefix.clone(),
+            // Realm "other" verifies over http: a node needs a verifier.
+            verifier_url: crate::harness::UNUSED_VERIFIER.into(),
+            verifier_secret: "unused".into(),
             ..Default::default()
         },
         None,

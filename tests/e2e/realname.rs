@@ -316,7 +316,7 @@ async fn verification_service(
 }
 
 /// Signs in through the account centre of `realm`; returns the verify page.
-async fn account_sign_in(server: &TestServer, b: &reqwest::Client, realm: &str, user: &str) {
+pub(crate) async fn account_sign_in(server: &TestServer, b: &reqwest::Client, realm: &str, user: &str) {
     let r = b.get(format!("{}/realms/{realm}/account", server.url)).send().await.expect("account");
     let login = location(&r);
     let html = b.get(format!("{}{login}", server.url)).send().await.expect("login").text().await.expect("html");
@@ -330,7 +330,13 @@ async fn account_sign_in(server: &TestServer, b: &reqwest::Client, realm: &str, 
     assert_eq!(location(&r), format!("/realms/{realm}/account"));
 }
 
-async fn verify_in(server: &TestServer, b: &reqwest::Client, realm: &str, name: &str, id: &str) -> reqwest::Response {
+pub(crate) async fn verify_in(
+    server: &TestServer,
+    b: &reqwest::Client,
+    realm: &str,
+    name: &str,
+    id: &str,
+) -> reqwest::Response {
     let html =
         b.get(format!("{}/realms/{realm}/verify", server.url)).send().await.expect("page").text().await.expect("html");
     let form = [
@@ -390,7 +396,7 @@ async fn an_external_verification_service_signed_retried_and_broken_circuit() {
     server.stop().await;
 }
 
-async fn server_user_id(server: &TestServer, realm: &str, username: &str) -> String {
+pub(crate) async fn server_user_id(server: &TestServer, realm: &str, username: &str) -> String {
     use civid::account::identifiers::Identifier;
     let s = &server.state;
     let index = Identifier::username(username).expect("username").blind_index(&s.secrets.sealer);

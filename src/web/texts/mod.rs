@@ -3,4 +3,5 @@
 pub mod account;
 pub mod email;
 pub mod factors;
+pub mod guardian;
 pub mod realname;
