@@ -72,10 +72,13 @@ struct Opts {
     hash_child: Option<String>,
     /// Seconds to wait for the machine to be quiet before each measurement.
     quiet_wait: u64,
+    /// Further accounts (bulk rows, two identifiers each) in the database
+    /// before the server starts: sign-in speed with millions of accounts.
+    accounts: u64,
 }
 
 const USAGE: &str = "cargo bench --bench pages -- [--secs N] [--warmup N] [--concurrency a,b,..] [--requests N] \
-                     [--renders N] [--only hash,sizes,pages,signin] [--quiet-wait SECS] [--server-env K=V]...";
+                     [--renders N] [--only hash,sizes,pages,signin] [--quiet-wait SECS] [--server-env K=V]... [--accounts N]";
 
 fn parse_opts() -> Res<Opts> {
     let mut o = Opts {
@@ -86,6 +89,7 @@ fn parse_opts() -> Res<Opts> {
         renders: 5000,
         only: Vec::new(),
         quiet_wait: 120,
+        accounts: 0,
         hash_child: None,
         server_env: Vec::new(),
     };
@@ -112,6 +116,7 @@ fn parse_opts() -> Res<Opts> {
             }
             "--hash-child" => o.hash_child = Some(value("--hash-child")?),
             "--quiet-wait" => o.quiet_wait = num(value("--quiet-wait")?, "--quiet-wait")?,
+            "--accounts" => o.accounts = num(value("--accounts")?, "--accounts")?,
             "--only" => o.only = value("--only")?.split(',').map(|s| s.trim().to_string()).collect(),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -466,7 +471,7 @@ fn username(i: usize) -> String {
 /// Migrates the database, applies the realm and creates the accounts
 /// (`users` password accounts, plus one with a TOTP app): returns that
 /// app's secret (base32).
-async fn seed(dir: &Path, db_url: &str, users: usize) -> Res<String> {
+async fn seed(dir: &Path, db_url: &str, users: usize, bulk: u64) -> Res<String> {
     let settings = civid::config::Settings {
         database_url: db_url.to_string(),
         kek: URL_SAFE_NO_PAD.encode(KEK_BYTES),
@@ -513,8 +518,49 @@ async fn seed(dir: &Path, db_url: &str, users: usize) -> Res<String> {
         civid::authn::totp::Confirmed::Added { .. } => {}
         _ => return Err("TOTP enrolment refused".into()),
     }
+    if bulk > 0 {
+        bulk_accounts(&state.db, bulk).await?;
+    }
     state.db.clone().close().await.map_err(|e| e.to_string())?;
     Ok(enrol.secret)
+}
+
+/// `n` more accounts written straight into the tables, as the bench realm's
+/// people: a user row with a password hash and sealed-profile-sized bytes,
+/// a phone and an email identifier each with a blind index of the real
+/// length (43 characters) and sealed bytes. The keys are random, so the
+/// identifier index is as deep and as scattered as a real one of that size;
+/// `ANALYZE` afterwards, as an operator's database would have statistics.
+async fn bulk_accounts(db: &civid::store::Db, n: u64) -> Res<()> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let t = Instant::now();
+    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    let run = |sql: String| {
+        let txn = &txn;
+        async move { txn.execute_unprepared(&sql).await.map(|_| ()).map_err(|e| format!("bulk accounts: {e}")) }
+    };
+    run("PRAGMA cache_size = -1048576".into()).await?;
+    let hash = civid::crypto::password::hash("bulk account password").map_err(|e| e.to_string())?;
+    run(format!(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+         INSERT INTO users (id, realm, status, password_hash, profile_sealed, created_at, updated_at, last_login_at, purge_after) \
+         SELECT printf('bulk-%010d', x), '{REALM}', 'active', '{hash}', randomblob(48), 1764115200, 1764115200, NULL, NULL FROM c"
+    ))
+    .await?;
+    eprintln!("  {n} user rows in {:.1} s", t.elapsed().as_secs_f64());
+    for kind in ["phone", "email"] {
+        run(format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+             INSERT INTO user_identifiers (realm, kind, blind_index, user_id, sealed, verified, created_at) \
+             SELECT '{REALM}', '{kind}', substr(hex(randomblob(22)), 1, 43), printf('bulk-%010d', x), randomblob(40), 1, 1764115200 FROM c"
+        ))
+        .await?;
+        eprintln!("  {n} {kind} identifiers after {:.1} s", t.elapsed().as_secs_f64());
+    }
+    txn.commit().await.map_err(|e| e.to_string())?;
+    db.execute_unprepared("ANALYZE").await.map_err(|e| e.to_string())?;
+    eprintln!("  committed and analysed after {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
 }
 
 struct Server {
@@ -1146,8 +1192,8 @@ fn run() -> Res<()> {
     std::fs::write(dir.path().join("realms").join(format!("{REALM}.toml")), realm_file()).map_err(|e| e.to_string())?;
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("data").join("civid.db").display());
     let t = Instant::now();
-    let secret = rt.block_on(seed(dir.path(), &db_url, 64))?;
-    eprintln!("seeded 65 accounts in {:.1} s", t.elapsed().as_secs_f64());
+    let secret = rt.block_on(seed(dir.path(), &db_url, 64, o.accounts))?;
+    eprintln!("seeded {} accounts in {:.1} s", 65 + o.accounts, t.elapsed().as_secs_f64());
     let server = Server::start(dir.path(), &db_url, &o.server_env)?;
     let base = server.url.clone();
     rt.block_on(async {

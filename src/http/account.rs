@@ -668,6 +668,12 @@ async fn logout(
         selfsvc::end_session(&state, &realm.name, &c.sess.user_id, &c.sess.id, "logout", c.ip())
             .await
             .map_err(|e| c.err(e))?;
+        // Portals that asked for front-channel logout get their pages
+        // loaded before the signed-out page settles.
+        let frames = super::logout::frames(&realm, &c.sess.clients, &c.sess.id);
+        if !frames.is_empty() {
+            return Ok(super::logout::signed_out_page(&state, &realm, loc, &frames));
+        }
     }
     Ok(farewell(&state, &realm, loc, ui.as_deref(), "account.signed_out.title", "account.signed_out.message"))
 }

@@ -24,6 +24,7 @@ pub mod cookies;
 pub mod errors;
 mod factors;
 mod login;
+mod logout;
 pub mod openapi;
 mod protocol;
 mod realname;
@@ -58,6 +59,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/static/civid.css", get(css))
         .merge(protocol::routes())
         .merge(login::routes())
+        .merge(logout::routes())
         .merge(register::routes())
         .merge(factors::routes())
         .merge(realname::routes())

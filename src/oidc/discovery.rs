@@ -29,6 +29,7 @@ pub fn document(issuer: &str, realm: &RealmSettings, face: bool) -> Value {
         "jwks_uri": format!("{issuer}/jwks"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "revocation_endpoint": format!("{issuer}/revoke"),
+        "end_session_endpoint": format!("{issuer}/logout"),
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -51,6 +52,9 @@ pub fn document(issuer: &str, realm: &RealmSettings, face: bool) -> Value {
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
+        // Front-Channel Logout 1.0 (`iss` and `sid` for portals that ask).
+        "frontchannel_logout_supported": true,
+        "frontchannel_logout_session_supported": true,
         "acr_values_supported": acr,
         // OpenID Connect for Identity Assurance 1.0.
         "verified_claims_supported": true,

@@ -6,6 +6,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod discovery;
 pub mod flow;
+pub mod logout;
 pub mod redirect;
 pub mod resource;
 pub mod token;

@@ -210,11 +210,15 @@ pub struct SessionSettings {
     pub idle_secs: u64,
     /// A session ends this long after sign-in, used or not.
     pub absolute_secs: u64,
+    /// RP-Initiated Logout with an `id_token_hint` of the browser's own
+    /// session: ask the person to confirm anyway (without such a hint they
+    /// are always asked).
+    pub confirm_logout: bool,
 }
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        SessionSettings { idle_secs: 2 * 3600, absolute_secs: 12 * 3600 }
+        SessionSettings { idle_secs: 2 * 3600, absolute_secs: 12 * 3600, confirm_logout: false }
     }
 }
 
@@ -328,6 +332,11 @@ pub struct ClientSettings {
     /// with `unmet_authentication_requirements` (for example the portal's
     /// page explaining the other ways to get the service).
     pub acr_fallback_uri: Option<String>,
+    /// Front-Channel Logout 1.0: the portal's page that the logout page
+    /// loads in a hidden iframe (https, or http on loopback).
+    pub frontchannel_logout_uri: Option<String>,
+    /// Whether that page gets `iss` and `sid` (the spec's default: no).
+    pub frontchannel_logout_session_required: bool,
     pub enabled: bool,
 }
 
@@ -375,6 +384,8 @@ impl Default for ClientSettings {
             require_authn: RequireAuthn::Any,
             release_id_number: false,
             acr_fallback_uri: None,
+            frontchannel_logout_uri: None,
+            frontchannel_logout_session_required: false,
             enabled: true,
         }
     }
@@ -417,6 +428,9 @@ impl ClientSettings {
         }
         if let Some(uri) = &self.acr_fallback_uri {
             validate_redirect_uri(uri, self.is_public())?;
+        }
+        if let Some(uri) = &self.frontchannel_logout_uri {
+            validate_web_uri("front-channel logout URI", uri)?;
         }
         for g in &self.grant_types {
             if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
@@ -467,6 +481,20 @@ pub fn is_loopback_host(u: &url::Url) -> bool {
 /// Registration rules for redirect URIs (RFC 9700 2.1, RFC 8252 7): absolute,
 /// no fragment; http only for loopback; custom schemes only for native
 /// (public) clients.
+/// A URI civid itself calls or loads (logout notifications): absolute,
+/// https (http only on loopback), no fragment.
+pub fn validate_web_uri(what: &str, uri: &str) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("{what} {uri:?} is not an absolute URI: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("{what} {uri:?} must not have a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&u) => Ok(()),
+        _ => Err(format!("{what} {uri:?} must use https (http only for loopback)")),
+    }
+}
+
 pub fn validate_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
     let u = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?} is not an absolute URI: {e}"))?;
     if u.fragment().is_some() {

@@ -74,14 +74,16 @@ pub async fn find_by_identifier<C: ConnectionTrait>(
     kind: &str,
     blind_index: &str,
 ) -> Result<Option<UserRecord>, DbErr> {
-    let Some(ident) =
-        user_identifier::Entity::find_by_id((realm.to_string(), kind.to_string(), blind_index.to_string()))
-            .one(db)
-            .await?
-    else {
-        return Ok(None);
-    };
-    get(db, realm, &ident.user_id).await
+    // One statement (a sign-in's first read): the identifier's row by its
+    // primary key, inside the user lookup.
+    let ident = sea_orm::sea_query::Query::select()
+        .column(user_identifier::Column::UserId)
+        .from(user_identifier::Entity)
+        .and_where(user_identifier::Column::Realm.eq(realm))
+        .and_where(user_identifier::Column::Kind.eq(kind))
+        .and_where(user_identifier::Column::BlindIndex.eq(blind_index))
+        .to_owned();
+    user::Entity::find().filter(user::Column::Realm.eq(realm)).filter(user::Column::Id.in_subquery(ident)).one(db).await
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<UserRecord>, DbErr> {

@@ -122,6 +122,7 @@ const SECTIONS: &[(Catalog, Catalog)] = &[
     (super::texts::account::ZH_CN, super::texts::account::EN),
     (super::texts::email::ZH_CN, super::texts::email::EN),
     (super::texts::factors::ZH_CN, super::texts::factors::EN),
+    (super::texts::logout::ZH_CN, super::texts::logout::EN),
     (super::texts::realname::ZH_CN, super::texts::realname::EN),
     (super::texts::guardian::ZH_CN, super::texts::guardian::EN),
 ];

@@ -31,6 +31,9 @@ pub const CSS: &str = include_str!("static/civid.css");
 /// The one script: WebAuthn ceremonies (passkeys) for the pages that offer
 /// them; every page works without it otherwise. Served at `/static/webauthn.js`.
 pub const WEBAUTHN_JS: &str = include_str!("static/webauthn.js");
+/// Continues from the signed-out page once the portals' front-channel
+/// logout pages have loaded. Served at `/static/logout.js`.
+pub const LOGOUT_JS: &str = include_str!("static/logout.js");
 
 /// A catalog text with `{name}` placeholders filled, for text outside pages
 /// (SMS and email bodies).

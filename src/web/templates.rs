@@ -26,6 +26,8 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("account.html", include_str!("templates/account.html")),
     ("account_verify.html", include_str!("templates/account_verify.html")),
     ("account_cancel.html", include_str!("templates/account_cancel.html")),
+    ("logout.html", include_str!("templates/logout.html")),
+    ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
 ];
 
 /// The page templates, ready to render. Cheap to share (`Arc` it or clone it

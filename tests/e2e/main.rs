@@ -12,6 +12,7 @@ mod flow;
 mod guardian;
 mod harness;
 mod keys;
+mod logout;
 mod negative;
 mod nodes;
 mod otp;

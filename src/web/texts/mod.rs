@@ -4,4 +4,5 @@ pub mod account;
 pub mod email;
 pub mod factors;
 pub mod guardian;
+pub mod logout;
 pub mod realname;
