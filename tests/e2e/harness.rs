@@ -131,10 +131,23 @@ async fn sweep_old_databases(admin: &sea_orm::DatabaseConnection) {
     };
     for row in rows {
         let Ok(name) = row.try_get::<String>("", "datname") else { continue };
-        if !name.contains(&mine) && !name.ends_with(&format!("_{}", std::process::id())) {
-            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\"")).await;
+        if name.contains(&mine) || name.ends_with(&format!("_{}", std::process::id())) {
+            continue;
         }
+        // Another test process's database: only if that process is gone
+        // (several test runs may share one PostgreSQL).
+        if owner_pid(&name).is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            continue;
+        }
+        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\"")).await;
     }
+}
+
+/// The process id in a test database's name: `civid_t_{pid}_{n}` or
+/// `civid_tpl_{pid}`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("civid_t_").or_else(|| name.strip_prefix("civid_tpl_"))?;
+    rest.split('_').next()?.parse().ok()
 }
 
 /// A fresh database cloned from the template; returns its URL and a guard.
