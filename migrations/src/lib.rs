@@ -6,6 +6,7 @@ mod m20261126_000001_core;
 mod m20261126_000002_accounts;
 mod m20261126_000003_registry;
 mod m20261126_000004_enterprises;
+mod m20261126_000007_logout_outbox;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_accounts::Migration),
             Box::new(m20261126_000003_registry::Migration),
             Box::new(m20261126_000004_enterprises::Migration),
+            Box::new(m20261126_000007_logout_outbox::Migration),
         ]
     }
 }

@@ -39,6 +39,8 @@ pub enum Action {
     ReadPii,
     ReadAudit,
     ReadStats,
+    /// Back-channel logout deliveries and their attempts.
+    ReadLogouts,
 }
 
 impl Action {
@@ -49,7 +51,7 @@ impl Action {
             Action::ReadUsers | Action::ManageUsers => &[Role::RealmAdmin, Role::Helpdesk],
             Action::ReadPii => &[Role::PiiReader],
             Action::ReadAudit => &[Role::RealmAdmin, Role::Auditor],
-            Action::ReadStats => &[Role::RealmAdmin, Role::Auditor, Role::Helpdesk],
+            Action::ReadStats | Action::ReadLogouts => &[Role::RealmAdmin, Role::Auditor, Role::Helpdesk],
         }
     }
 }

@@ -166,6 +166,15 @@ pub const OPERATIONS: &[Op] = &[
         &["days"],
         None,
     ),
+    (
+        "get",
+        "/{realm}/logout-deliveries",
+        "listLogoutDeliveries",
+        "Back-channel logout deliveries per portal and ended session (pending, delivered, failed), with every attempt, newest first",
+        "realm-admin, auditor, helpdesk",
+        &["client_id", "state", "user_id", "session_id", "limit"],
+        None,
+    ),
 ];
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -224,7 +233,11 @@ pub fn document() -> Value {
             params
                 .push(json!({ "name": "If-Match", "in": "header", "required": true, "schema": { "type": "string" } }));
         }
-        let has_etag = (*method == "get" && path.contains('{') && !path.ends_with("users") && !path.ends_with("audit"))
+        let has_etag = (*method == "get"
+            && path.contains('{')
+            && !path.ends_with("users")
+            && !path.ends_with("audit")
+            && !path.ends_with("logout-deliveries"))
             || *method == "put"
             || (*method == "post" && *id == "createClient");
         let mut op = json!({

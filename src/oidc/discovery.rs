@@ -51,6 +51,9 @@ pub fn document(issuer: &str, realm: &RealmSettings, face: bool) -> Value {
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
+        // Back-Channel Logout 1.0: logout tokens always carry `sid`.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "acr_values_supported": acr,
         // OpenID Connect for Identity Assurance 1.0.
         "verified_claims_supported": true,

@@ -155,3 +155,26 @@ pub async fn set_acr<C: ConnectionTrait>(db: &C, realm: &str, id: &str, acr: &st
         .await
         .map(|_| ())
 }
+
+/// Live sessions past their absolute lifetime (`expires_at <= at`) or idle
+/// since `idle_before` (the expiry job).
+pub async fn past_lifetime<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    at: i64,
+    idle_before: i64,
+    limit: u64,
+) -> Result<Vec<SessionRecord>, DbErr> {
+    use sea_orm::{Condition, QuerySelect};
+    sso_session::Entity::find()
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::EndedAt.is_null())
+        .filter(
+            Condition::any()
+                .add(sso_session::Column::ExpiresAt.lte(at))
+                .add(sso_session::Column::LastSeenAt.lte(idle_before)),
+        )
+        .limit(limit)
+        .all(db)
+        .await
+}

@@ -62,7 +62,7 @@ pub async fn admin_token(server: &TestServer, username: &str, password: &str) ->
 }
 
 /// An administrator with `roles` (role, realm).
-async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &str)]) -> String {
+pub async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &str)]) -> String {
     let id = server.user("admin", username, "admin password 1").await;
     for (role, realm) in roles {
         civid::store::admins::grant(&server.state.db, &id, role, realm).await.expect("grant");
@@ -70,11 +70,11 @@ async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &str)])
     admin_token(server, username, "admin password 1").await
 }
 
-fn api(server: &TestServer, path: &str) -> String {
+pub fn api(server: &TestServer, path: &str) -> String {
     format!("{}/admin/api/v1/realms{path}", server.admin_url)
 }
 
-async fn call(
+pub async fn call(
     method: &str,
     url: &str,
     token: Option<&str>,

@@ -10,6 +10,7 @@ mod factors;
 mod flow;
 mod harness;
 mod keys;
+mod logout;
 mod negative;
 mod nodes;
 mod otp;
