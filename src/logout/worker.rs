@@ -19,6 +19,8 @@ use crate::store::now;
 
 /// A claim lasts this long: longer than any attempt plus its recording.
 const LEASE_SECS: i64 = 60;
+/// An attempt never outlives its lease, whatever `logout_timeout_ms` says.
+const MAX_TIMEOUT_MS: u64 = 30_000;
 /// Rows claimed by one query at most.
 const CLAIM_BATCH: usize = 256;
 /// How often a node looks for rows due (retries, rows of other nodes)
@@ -123,7 +125,7 @@ async fn attempt(state: &SharedState, row: DeliveryRecord, lease: String) -> Out
     let sent = state
         .http
         .post(&out.row.uri)
-        .timeout(Duration::from_millis(state.settings.logout_timeout_ms.max(1)))
+        .timeout(Duration::from_millis(state.settings.logout_timeout_ms.clamp(1, MAX_TIMEOUT_MS)))
         .header(reqwest::header::CACHE_CONTROL, "no-store")
         .form(&[("logout_token", token.as_str())])
         .send()
@@ -140,7 +142,8 @@ async fn attempt(state: &SharedState, row: DeliveryRecord, lease: String) -> Out
             }
         }
         Err(e) if e.is_timeout() => {
-            out.error = Some(format!("no answer within {} ms", state.settings.logout_timeout_ms));
+            out.error =
+                Some(format!("no answer within {} ms", state.settings.logout_timeout_ms.clamp(1, MAX_TIMEOUT_MS)));
         }
         Err(e) if e.is_connect() => out.error = Some("connection failed".into()),
         Err(e) => out.error = Some(format!("request failed: {}", e.without_url())),

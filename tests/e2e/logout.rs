@@ -36,6 +36,8 @@ struct Inbox {
     accepted: Arc<Mutex<Vec<Value>>>,
     /// Why others were refused.
     refused: Arc<Mutex<Vec<String>>>,
+    /// How long it takes to answer (a slow portal).
+    delay: Duration,
 }
 
 /// A portal's back-channel logout endpoint: verifies each logout token as
@@ -58,6 +60,7 @@ impl Portal {
             client_id: client_id.to_string(),
             accepted: Default::default(),
             refused: Default::default(),
+            delay: Duration::ZERO,
         };
         Portal::listen(inbox, port).await
     }
@@ -110,6 +113,7 @@ impl Drop for Portal {
 }
 
 async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: String) -> StatusCode {
+    tokio::time::sleep(inbox.delay).await;
     let form_ok = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -465,6 +469,55 @@ async fn a_portal_down_gets_its_token_when_back_and_one_never_back_is_given_up_v
 }
 
 #[tokio::test]
+async fn a_slow_portal_delays_neither_the_sign_out_nor_the_other_portal() {
+    let server = TestServer::start_configured(|s| s.logout_timeout_ms = 5000).await;
+    server.user("test", "bcl6", PASSWORD).await;
+    let pa = Portal::start(&server, "portal-a").await;
+    let slow = Inbox {
+        issuer: server.issuer("test"),
+        client_id: "portal-b".into(),
+        accepted: Default::default(),
+        refused: Default::default(),
+        delay: Duration::from_secs(30),
+    };
+    let pb = Portal::listen(slow, 0).await;
+    set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
+    set_backchannel(&server, "portal-b", Some(&pb.uri)).await;
+    let b = browser();
+    sign_in_both(&server, &b, "bcl6").await;
+    let started = std::time::Instant::now();
+    sign_out_on_account_page(&server, &b).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "sign-out took {:?}", started.elapsed());
+    assert_eq!(pa.wait_for(1, 4).await.len(), 1, "portal A is told at once");
+    assert!(started.elapsed() < Duration::from_millis(4500), "before B's attempt timed out: {:?}", started.elapsed());
+    // B's attempt times out and is recorded for a retry.
+    let mut item = Value::Null;
+    for _ in 0..100 {
+        let view = civid::admin::logouts::deliveries(
+            &server.state,
+            "test",
+            &civid::admin::logouts::Query {
+                client_id: Some("portal-b"),
+                state: None,
+                user_id: None,
+                session_id: None,
+                limit: None,
+            },
+        )
+        .await
+        .expect("view");
+        item = view["items"][0].clone();
+        if item["attempts"].as_u64().is_some_and(|n| n >= 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(item["state"], "pending", "{item}");
+    assert_eq!(item["last_error"], "no answer within 5000 ms", "{item}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn sessions_past_their_lifetime_are_ended_by_the_job_and_portals_told() {
     let server = TestServer::start_configured(|s| s.session_sweep_secs = 1).await;
     server.user("test", "bcl3", PASSWORD).await;
@@ -570,6 +623,7 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
         client_id: "portal-a".into(),
         accepted: Default::default(),
         refused: Default::default(),
+        delay: Duration::ZERO,
     };
     let pa = Portal::listen(inbox, 0).await;
     set_backchannel(&helper, "portal-a", Some(&pa.uri)).await;
