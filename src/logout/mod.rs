@@ -62,7 +62,7 @@ pub async fn end_and_enqueue(state: &AppState, realm: &str, session_id: &str, re
     if let Some(r) = state.realms.get(realm) {
         let deadline = t + r.settings.backchannel.retry_window_secs as i64;
         for client_id in &clients {
-            let Some(client) = r.clients.get(client_id).filter(|c| c.enabled) else { continue };
+            let Some(client) = r.client(client_id) else { continue };
             let Some(uri) = &client.settings.backchannel_logout_uri else { continue };
             rows.push(DeliveryRecord {
                 id: random::token(16)?,

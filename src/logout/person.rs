@@ -23,14 +23,10 @@ fn key(realm: &str, user_id: &str) -> String {
 /// Revokes the person's refresh tokens and cuts off their access tokens.
 pub async fn revoke_tokens(state: &AppState, realm: &str, user_id: &str) -> Result<u64> {
     let t = now();
-    let ttl = state.realms.get(realm).map(|r| max_access_ttl(&r)).unwrap_or(3600) + 60;
+    // As long as an access token issued before now can live.
+    let ttl = state.realms.get(realm).map(|r| r.settings.tokens.access_token_ttl_secs).unwrap_or(3600) + 60;
     state.eph.put(&key(realm, user_id), &t.to_string(), ttl).await?;
     Ok(grants::revoke_user_refresh_tokens(&state.db, realm, user_id).await?)
-}
-
-/// The longest an access token of the realm lives.
-fn max_access_ttl(realm: &Realm) -> u64 {
-    realm.settings.tokens.access_token_ttl_secs
 }
 
 /// Whether an access token of this person, issued at `iat` under session

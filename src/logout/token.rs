@@ -5,19 +5,17 @@
 //! carries a token that lives about two minutes.
 use serde_json::json;
 
-use crate::crypto::{jws, random};
-use crate::error::{Error, Result};
+use crate::crypto::random;
+use crate::error::Result;
 use crate::realm::cache::{Client, Realm};
 
 /// How long a logout token is valid.
 pub const TTL_SECS: i64 = 120;
 
+/// A logout token for `client` about session `sid` of the person it knows
+/// as `sub`, issued at `at`.
 pub fn logout_token(realm: &Realm, client: &Client, sub: &str, sid: &str, at: i64) -> Result<String> {
     let alg = client.settings.id_token_signed_response_alg.unwrap_or(realm.settings.tokens.id_token_alg);
-    let key = realm
-        .keys
-        .signer(alg, at)
-        .ok_or_else(|| Error::internal(format!("realm {} has no {alg} signing key", realm.name)))?;
     let claims = json!({
         "iss": realm.issuer,
         "sub": sub,
@@ -28,5 +26,5 @@ pub fn logout_token(realm: &Realm, client: &Client, sub: &str, sid: &str, at: i6
         "sid": sid,
         "events": { super::EVENT: {} },
     });
-    Ok(jws::sign_jwt(key, Some("logout+jwt"), &claims)?)
+    crate::oidc::tokens::sign(realm, alg, Some("logout+jwt"), &claims)
 }

@@ -109,7 +109,7 @@ async fn attempt(state: &SharedState, row: DeliveryRecord, lease: String) -> Out
     let start = Instant::now();
     let mut out = Outcome { row, lease, at, duration_ms: 0, status: None, error: None, permanent: false };
     let realm = state.realms.get(&out.row.realm);
-    let client = realm.as_ref().and_then(|r| r.clients.get(&out.row.client_id).filter(|c| c.enabled).cloned());
+    let client = realm.as_ref().and_then(|r| r.client(&out.row.client_id).cloned());
     let (Some(realm), Some(client)) = (realm, client) else {
         out.error = Some("the portal is no longer registered or is disabled".into());
         out.permanent = true;
