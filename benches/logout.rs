@@ -137,6 +137,7 @@ async fn main() {
             end_reason: sea_orm::Set(None),
             ip: sea_orm::Set(None),
             user_agent: sea_orm::Set(None),
+            acting: sea_orm::Set(None),
         });
         use sea_orm::EntityTrait;
         civid::store::entities::sso_session::Entity::insert_many(rows)

@@ -108,7 +108,8 @@ enum RegistryCmd {
         batch_size: usize,
         /// Write what matters to accounts (newly deceased persons, changed
         /// legal representatives, closed enterprises) as JSON lines of
-        /// blind indexes to this file.
+        /// blind indexes to this file (this run's; a resumed import's
+        /// earlier run wrote and applied its own).
         #[arg(long)]
         changes: Option<PathBuf>,
     },
@@ -859,20 +860,42 @@ async fn registry_command(command: RegistryCmd, settings: Settings) -> Result<()
             if out.resumed_after > 0 {
                 println!("import {}: resumed after line {}", out.import_id, out.resumed_after + 1);
             }
-            println!(
-                "import {}: {} rows written, {} bad rows, {:.1} s, {:.0} rows/s",
-                out.import_id,
-                out.rows_written,
-                out.rows_bad,
-                out.seconds,
-                out.rate()
-            );
+            // The whole import, every run of it (the counts are kept with
+            // the checkpoint), then this run's share when it was resumed.
+            let t = out.totals;
+            let resumed = out.resumed_after > 0;
+            if resumed {
+                println!(
+                    "import {}: {} rows written, {} bad rows in the whole import; this run: {} rows written, \
+                     {:.1} s, {:.0} rows/s",
+                    out.import_id,
+                    t.rows_written,
+                    t.rows_bad,
+                    out.rows_written,
+                    out.seconds,
+                    out.rate()
+                );
+            } else {
+                println!(
+                    "import {}: {} rows written, {} bad rows, {:.1} s, {:.0} rows/s",
+                    out.import_id,
+                    t.rows_written,
+                    t.rows_bad,
+                    out.seconds,
+                    out.rate()
+                );
+            }
+            let this_run = |n: usize| if resumed { format!(" ({n} in this run)") } else { String::new() };
             match kind {
-                registry::Kind::Person => println!("{} persons newly deceased", out.deceased.len()),
+                registry::Kind::Person => {
+                    println!("{} persons newly deceased{}", t.deceased, this_run(out.deceased.len()))
+                }
                 registry::Kind::Enterprise => println!(
-                    "{} enterprises with a new legal representative, {} newly revoked or cancelled",
-                    out.rep_changed.len(),
-                    out.closed.len()
+                    "{} enterprises with a new legal representative{}, {} newly revoked or cancelled{}",
+                    t.rep_changed,
+                    this_run(out.rep_changed.len()),
+                    t.closed,
+                    this_run(out.closed.len())
                 ),
             }
             // What the change means for accounts: demotions, ended claims,

@@ -6,6 +6,7 @@ mod m20261126_000001_core;
 mod m20261126_000002_accounts;
 mod m20261126_000003_registry;
 mod m20261126_000004_enterprises;
+mod m20261126_000005_acting;
 mod m20261126_000007_logout_outbox;
 
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_accounts::Migration),
             Box::new(m20261126_000003_registry::Migration),
             Box::new(m20261126_000004_enterprises::Migration),
+            Box::new(m20261126_000005_acting::Migration),
             Box::new(m20261126_000007_logout_outbox::Migration),
         ]
     }

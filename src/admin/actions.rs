@@ -350,6 +350,125 @@ pub async fn user_enterprises(state: &AppState, realm: &str, id: &str) -> Result
     Ok(json!({ "id": id, "items": items }))
 }
 
+/// A person as the enterprise views name them: their id, and their proven
+/// name (else their profile name) masked unless `unmasked`.
+async fn person_ref(state: &AppState, realm: &str, user_id: &str, unmasked: bool) -> Result<Value, Problem> {
+    let proof = crate::realname::proven(state, realm, user_id).await?;
+    let name = match &proof {
+        Some(p) => Some(p.name.clone()),
+        None => crate::account::users::attributes(&state.db, &state.secrets, realm, user_id)
+            .await?
+            .and_then(|a| a.profile.name),
+    };
+    let mut v = json!({
+        "user_id": user_id,
+        "name": name.map(|n| if unmasked { n } else { mask_name(&n) }),
+        "level": proof.as_ref().map(|p| p.level.clone()).unwrap_or_else(|| "L2".into()),
+    });
+    if unmasked && let (Some(p), Some(o)) = (&proof, v.as_object_mut()) {
+        o.insert("id_number".into(), json!(p.id_number));
+    }
+    Ok(v)
+}
+
+/// A claimed enterprise in brief: credit code and name (an enterprise's,
+/// not personal data), the registry's status now, when and by whom it was
+/// claimed.
+async fn enterprise_summary(
+    state: &AppState,
+    e: &crate::store::enterprises::EnterpriseRecord,
+    unmasked: bool,
+) -> Result<Value, Problem> {
+    let (uscc, name) = crate::realname::enterprise::opened(state, e)?;
+    let registry = crate::store::enterprises::registry_row(&state.db, &e.uscc_index).await?;
+    Ok(json!({
+        "id": e.uscc_index,
+        "uscc": uscc,
+        "name": name,
+        "registry_status": registry.map(|r| r.status),
+        "claimed_at": e.claimed_at,
+        "representative": person_ref(state, &e.realm, &e.rep_user_id, unmasked).await?,
+    }))
+}
+
+/// Claimed enterprises: the one with credit code `uscc` (found through its
+/// blind index), or all of the realm a page at a time.
+pub async fn enterprise_search(
+    state: &AppState,
+    realm: &str,
+    uscc: Option<&str>,
+    offset: u64,
+    limit: u64,
+) -> Result<Value, Problem> {
+    state.realms.get(realm).ok_or_else(|| Problem::not_found(format!("realm {realm}")))?;
+    let (found, total) = match uscc {
+        Some(u) => {
+            let code = crate::identity::Uscc::parse(u.trim())
+                .map_err(|e| Problem::new(400, "invalid_uscc", format!("uscc: {e}")))?;
+            let index = crate::realname::enterprise::index_of(state, &code);
+            let found: Vec<_> = crate::store::enterprises::get(&state.db, realm, &index).await?.into_iter().collect();
+            let n = found.len() as u64;
+            (found, n)
+        }
+        None => (
+            crate::store::enterprises::list(&state.db, realm, offset, limit).await?,
+            crate::store::enterprises::count(&state.db, realm).await?,
+        ),
+    };
+    let mut items = Vec::new();
+    for e in &found {
+        items.push(enterprise_summary(state, e, false).await?);
+    }
+    Ok(json!({ "items": items, "total": total, "offset": offset, "limit": limit }))
+}
+
+/// An enterprise for operators: the summary, its live agents, and every
+/// delegation ever made (live, revoked, expired). People are named by id
+/// with their names masked; `unmasked` (pii-reader only) shows names and
+/// the representative's ID number, and is audited as `pii.read`.
+pub async fn enterprise_view(
+    state: &AppState,
+    actor: &Actor<'_>,
+    realm: &str,
+    id: &str,
+    unmasked: bool,
+) -> Result<Value, Problem> {
+    let missing = || Problem::not_found(format!("enterprise {id}"));
+    if id.is_empty() || id.len() > 100 {
+        return Err(missing());
+    }
+    let e = crate::store::enterprises::get(&state.db, realm, id).await?.ok_or_else(missing)?;
+    if unmasked {
+        audit_change(state, actor, realm, "pii.read", json!({ "enterprise": id })).await;
+    }
+    let mut body = enterprise_summary(state, &e, unmasked).await?;
+    let t = store::now();
+    let mut agents = Vec::new();
+    let mut history = Vec::new();
+    for d in crate::store::enterprises::delegation_history(&state.db, realm, id).await? {
+        let status = match (d.revoked_at, d.expires_at <= t) {
+            (Some(_), _) => "revoked",
+            (None, true) => "expired",
+            (None, false) => "active",
+        };
+        let agent = person_ref(state, realm, &d.user_id, unmasked).await?;
+        let item = json!({
+            "id": d.id, "agent": agent, "role": d.role, "status": status, "created_at": d.created_at,
+            "created_by": d.created_by, "expires_at": d.expires_at, "revoked_at": d.revoked_at,
+        });
+        if status == "active" {
+            agents.push(item.clone());
+        }
+        history.push(item);
+    }
+    if let Some(o) = body.as_object_mut() {
+        o.insert("agents".into(), json!(agents));
+        o.insert("delegations".into(), json!(history));
+        o.insert("masked".into(), json!(!unmasked));
+    }
+    Ok(body)
+}
+
 /// Records an in-person identity check at a service hall (L5): the
 /// operator saw the ID card and the person. The ID number must be the one
 /// the account proved, if it proved one, and no other account's.

@@ -37,6 +37,8 @@ pub enum Action {
     ReadUsers,
     ManageUsers,
     ReadPii,
+    /// Enterprises, their representatives and agents, masked.
+    ReadEnterprises,
     ReadAudit,
     ReadStats,
     /// Back-channel logout deliveries and their attempts.
@@ -50,6 +52,7 @@ impl Action {
             Action::WriteConfig => &[Role::RealmAdmin],
             Action::ReadUsers | Action::ManageUsers => &[Role::RealmAdmin, Role::Helpdesk],
             Action::ReadPii => &[Role::PiiReader],
+            Action::ReadEnterprises => &[Role::RealmAdmin, Role::Helpdesk, Role::Auditor],
             Action::ReadAudit => &[Role::RealmAdmin, Role::Auditor],
             Action::ReadStats | Action::ReadLogouts => &[Role::RealmAdmin, Role::Auditor, Role::Helpdesk],
         }
@@ -79,6 +82,8 @@ mod tests {
         assert!(allowed(&h, "staff", Action::ReadAudit));
         assert!(!allowed(&h, "citizens", Action::WriteConfig));
         assert!(!allowed(&h, "citizens", Action::ReadPii));
+        assert!(allowed(&h, "staff", Action::ReadEnterprises));
+        assert!(!allowed(&held(&[("pii-reader", "*")]), "citizens", Action::ReadEnterprises));
         assert!(!allowed(&held(&[("bogus", "*")]), "citizens", Action::ReadConfig));
     }
 }

@@ -23,6 +23,10 @@ pub struct SsoSession {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub ended: bool,
+    /// Whom the person acts as, chosen at sign-in: `self`, or the blind index
+    /// of an enterprise's credit code. SSO to another portal reuses it.
+    #[serde(default)]
+    pub acting: Option<String>,
 }
 
 /// Cached sessions are re-read from the database at least this often.
@@ -51,6 +55,7 @@ fn from_record(r: sessions::SessionRecord) -> SsoSession {
         last_seen_at: r.last_seen_at,
         expires_at: r.expires_at,
         ended: r.ended_at.is_some(),
+        acting: r.acting,
     }
 }
 
@@ -88,6 +93,7 @@ pub fn prepare(
         end_reason: None,
         ip: None,
         user_agent: None,
+        acting: None,
     };
     Ok((token, rec))
 }
@@ -194,6 +200,20 @@ pub async fn step_up(
     s.auth_time = now();
     let amr = serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".into());
     sessions::set_authn(&state.db, &realm.name, &s.id, amr, s.auth_time).await?;
+    cache(state, &realm.name, token_hash, s).await;
+    Ok(())
+}
+
+/// Records whom the session acts as (or forgets it: None), on every node.
+pub async fn set_acting(
+    state: &AppState,
+    realm: &Realm,
+    token_hash: &str,
+    s: &mut SsoSession,
+    acting: Option<&str>,
+) -> Result<()> {
+    s.acting = acting.map(str::to_string);
+    sessions::set_acting(&state.db, &realm.name, &s.id, acting).await?;
     cache(state, &realm.name, token_hash, s).await;
     Ok(())
 }

@@ -41,6 +41,8 @@ pub fn app(state: SharedState) -> Router {
         .route(&format!("{v1}/{{realm}}/users/{{id}}/password/reset"), post(user_reset_password))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/factors/reset"), post(user_reset_factors))
         .route(&format!("{v1}/{{realm}}/users/{{id}}/identity/in-person"), post(user_in_person))
+        .route(&format!("{v1}/{{realm}}/enterprises"), get(enterprise_search))
+        .route(&format!("{v1}/{{realm}}/enterprises/{{enterprise}}"), get(enterprise_get))
         .route(&format!("{v1}/{{realm}}/audit"), get(audit_query))
         .route(&format!("{v1}/{{realm}}/statistics"), get(statistics))
         .route(&format!("{v1}/{{realm}}/logout-deliveries"), get(logout_deliveries))
@@ -363,8 +365,40 @@ async fn user_enterprises(
     h: HeaderMap,
 ) -> ApiResult {
     let c = caller(&s, &h, ip).await?;
-    c.require(&realm, Action::ReadUsers)?;
+    c.require(&realm, Action::ReadEnterprises)?;
     ok(actions::user_enterprises(&s, &realm, &id).await?)
+}
+
+#[derive(Deserialize)]
+struct EnterpriseQuery {
+    uscc: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn enterprise_search(
+    State(s): State<SharedState>,
+    Path(realm): Path<String>,
+    Query(q): Query<EnterpriseQuery>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+) -> ApiResult {
+    caller(&s, &h, ip).await?.require(&realm, Action::ReadEnterprises)?;
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 500));
+    ok(actions::enterprise_search(&s, &realm, q.uscc.as_deref(), offset, limit).await?)
+}
+
+async fn enterprise_get(
+    State(s): State<SharedState>,
+    Path((realm, id)): Path<(String, String)>,
+    Query(q): Query<Unmasked>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+) -> ApiResult {
+    let c = caller(&s, &h, ip).await?;
+    let unmasked = q.unmasked.unwrap_or(false);
+    c.require(&realm, if unmasked { Action::ReadPii } else { Action::ReadEnterprises })?;
+    ok(actions::enterprise_view(&s, &c.actor(), &realm, &id, unmasked).await?)
 }
 
 async fn user_get(

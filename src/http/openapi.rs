@@ -150,6 +150,25 @@ pub const OPERATIONS: &[Op] = &[
     ),
     (
         "get",
+        "/{realm}/enterprises",
+        "searchEnterprises",
+        "Claimed enterprises: the one with a credit code (uscc, blind index), or all a page at a time",
+        "realm-admin, helpdesk, auditor",
+        &["uscc", "offset", "limit"],
+        None,
+    ),
+    (
+        "get",
+        "/{realm}/enterprises/{enterprise}",
+        "getEnterprise",
+        "An enterprise: registry status, claim, representative and agents (masked), every delegation; \
+         unmasked=true needs pii-reader and is audited",
+        "realm-admin, helpdesk, auditor, pii-reader",
+        &["unmasked"],
+        None,
+    ),
+    (
+        "get",
         "/{realm}/audit",
         "queryAudit",
         "Audit entries, newest first (cursor: before)",
@@ -237,6 +256,7 @@ pub fn document() -> Value {
             && path.contains('{')
             && !path.ends_with("users")
             && !path.ends_with("audit")
+            && !path.contains("enterprises")
             && !path.ends_with("logout-deliveries"))
             || *method == "put"
             || (*method == "post" && *id == "createClient");

@@ -391,6 +391,10 @@ async fn recover_code_submit(
 // Enterprises: acting for one at sign-in, claiming, appointing agents.
 
 async fn acting_view(state: &SharedState, c: &TxCtx, headers: &HeaderMap, error: bool) -> PageResult {
+    // Only a portal allowed scope `enterprise` ever asks.
+    if c.realm.client(&c.tx.request.client_id).is_none_or(|cl| !flow::enterprise_capable(&c.realm, cl)) {
+        return Err(PageError(Error::page(400, "error.expired"), c.loc));
+    }
     let Some((_, s)) = current_session(state, &c.realm, headers).await.map_err(|e| PageError(e, c.loc))? else {
         return Err(PageError(Error::page(400, "error.expired"), c.loc));
     };
@@ -427,25 +431,24 @@ async fn acting_page(
 async fn acting_submit(
     State(state): State<SharedState>,
     Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let mut c = submitted(&state, &name, &headers, &form, "acting").await?;
+    let c = submitted(&state, &name, &headers, &form, "acting").await?;
     let Some((token_hash, s)) = current_session(&state, &c.realm, &headers).await.map_err(|e| PageError(e, c.loc))?
     else {
         return Err(PageError(Error::page(400, "error.expired"), c.loc));
     };
     let choice = form_get(&form, "acting").unwrap_or_default();
-    let orgs = enterprise::orgs_of(&state, &c.realm.name, &s.user_id).await.map_err(|e| PageError(e, c.loc))?;
-    if choice != "self" && !orgs.iter().any(|o| o.uscc_index == choice) {
-        return acting_view(&state, &c, &headers, true).await;
-    }
-    c.tx.acting = Some(choice.to_string());
-    let next = flow::proceed(&state, &c.realm, c.tx.clone(), Some(&c.tx_id), Some((token_hash, s)))
+    let next = flow::acting_chosen(&state, &c.realm, c.tx.clone(), &c.tx_id, token_hash, s, choice, ip.as_deref())
         .await
         .map_err(|e| PageError(e, c.loc))?;
-    Ok(respond(&c.realm, next))
+    match next {
+        Some(next) => Ok(respond(&c.realm, next)),
+        None => acting_view(&state, &c, &headers, true).await,
+    }
 }
 
 fn to_account(m: &Me, done: &str) -> Response {

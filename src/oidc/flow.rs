@@ -38,8 +38,8 @@ pub struct LoginTx {
     /// The account being recovered by real name, once its holder proved it.
     #[serde(default)]
     pub recovering: Option<String>,
-    /// Whom the person acts as (scope `enterprise`): `self`, or the blind
-    /// index of an enterprise's credit code.
+    /// Whom the person acts as (portals allowed scope `enterprise`): `self`,
+    /// or the blind index of an enterprise's credit code.
     #[serde(default)]
     pub acting: Option<String>,
 }
@@ -103,7 +103,7 @@ pub enum Next {
     Verify {
         tx: String,
     },
-    /// Scope `enterprise`: the person chooses themselves or an enterprise.
+    /// The person chooses themselves or an enterprise (`acting_step`).
     Acting {
         tx: String,
     },
@@ -204,6 +204,102 @@ pub fn needs_step_up(realm: &Realm, tx: &LoginTx, session: &SsoSession) -> bool 
     !needs_login(tx, Some(session)) && !required_authn(realm, &tx.request).met_by(&session.amr)
 }
 
+/// The recorded choice of acting as oneself.
+pub const SELF: &str = "self";
+
+/// Whether a portal may learn whom a person acts for: it is allowed scope
+/// `enterprise` (whether or not this request asked for it). Only such
+/// portals ask "myself or which enterprise" and get `org_*` claims.
+pub fn enterprise_capable(realm: &Realm, client: &Client) -> bool {
+    client.settings.scopes.iter().any(|s| s == "enterprise") && realm.settings.scopes.contains_key("enterprise")
+}
+
+/// What to do about whom the person acts as, for an enterprise-capable
+/// portal.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActingStep {
+    /// Show the choice page.
+    Ask,
+    /// Go on: `choice` is what the transaction carries (`self`, an
+    /// enterprise's blind index, or None), `org` the enterprise acted for.
+    Use { choice: Option<String>, org: Option<crate::realname::enterprise::Org> },
+}
+
+/// The rule: people with no enterprise are never asked. A choice made in
+/// this transaction holds while the person may still act for it. Else
+/// `prompt=none` takes the session's recorded choice or acts as oneself
+/// (never an interaction); a sign-in made in this transaction, or
+/// `prompt=select_account`, asks; the session's recorded choice is reused
+/// silently (SSO to another portal); without one, a request with scope
+/// `enterprise` asks and any other acts as oneself.
+pub fn acting_step(tx: &LoginTx, s: &SsoSession, orgs: &[crate::realname::enterprise::Org]) -> ActingStep {
+    let req = &tx.request;
+    let find = |c: &str| orgs.iter().find(|o| o.uscc_index == c).cloned();
+    let use_ = |c: &str| ActingStep::Use { choice: Some(c.to_string()), org: find(c) };
+    if orgs.is_empty() {
+        return ActingStep::Use { choice: None, org: None };
+    }
+    if let Some(c) = tx.acting.as_deref() {
+        return if c == SELF || find(c).is_some() { use_(c) } else { ActingStep::Ask };
+    }
+    let recorded = s.acting.as_deref().filter(|c| *c == SELF || find(c).is_some());
+    if req.prompts("none") {
+        return use_(recorded.unwrap_or(SELF));
+    }
+    let fresh = tx.fresh_session.as_deref() == Some(s.id.as_str());
+    if fresh || req.prompts("select_account") {
+        return ActingStep::Ask;
+    }
+    match recorded {
+        Some(c) => use_(c),
+        None if super::has_scope(&req.scope, "enterprise") => ActingStep::Ask,
+        None => use_(SELF),
+    }
+}
+
+/// The person chose on the acting page: checked again (they must still act
+/// for it), recorded on the session so SSO to another enterprise-capable
+/// portal reuses it, audited; then the flow goes on. `Ok(None)`: not a
+/// choice open to them (the page is shown again).
+#[allow(clippy::too_many_arguments)]
+pub async fn acting_chosen(
+    state: &AppState,
+    realm: &Realm,
+    mut tx: LoginTx,
+    tx_id: &str,
+    token_hash: String,
+    mut s: SsoSession,
+    choice: &str,
+    ip: Option<&str>,
+) -> Result<Option<Next>> {
+    let client = client_of(realm, &tx.request)?;
+    if !enterprise_capable(realm, client) {
+        return Err(Error::page(400, "error.expired"));
+    }
+    let orgs = crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id).await?;
+    let org = orgs.iter().find(|o| o.uscc_index == choice);
+    if choice != SELF && org.is_none() {
+        return Ok(None);
+    }
+    session::set_acting(state, realm, &token_hash, &mut s, Some(choice)).await?;
+    let detail = match org {
+        Some(o) => serde_json::json!({ "session": s.id, "acting": "enterprise", "enterprise": o.uscc_index,
+            "uscc": crate::identity::mask_id(&o.uscc), "role": o.role }),
+        None => serde_json::json!({ "session": s.id, "acting": SELF }),
+    };
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "enterprise.acting", "success")
+            .actor(&s.user_id)
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(detail),
+    )
+    .await;
+    tx.acting = Some(choice.to_string());
+    proceed(state, realm, tx, Some(tx_id), Some((token_hash, s))).await.map(Some)
+}
+
 /// Decides the next step for an accepted request. `session` is the
 /// browser's live session; `tx_id` is set when resuming a transaction.
 pub async fn proceed(
@@ -256,26 +352,41 @@ pub async fn proceed(
         return Ok(Next::Redirect(account_url(realm)));
     }
     let client = client_of(realm, req)?;
-    // Scope `enterprise`: whom does the person act as? Asked once per
-    // request, only of people who represent or act for an enterprise.
+    // Whom does the person act as? Only for portals allowed scope
+    // `enterprise`, only of people who represent or act for an enterprise.
+    let mut tx = tx;
     let mut org = None;
-    if super::has_scope(&req.scope, "enterprise") {
+    if enterprise_capable(realm, client) {
         let orgs = crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id).await?;
-        match tx.acting.as_deref() {
-            None if !orgs.is_empty() => {
-                let id = save_tx(state, realm, &tx, tx_id).await?;
+        let recorded = s.acting.clone();
+        match acting_step(&tx, &s, &orgs) {
+            ActingStep::Ask => {
+                let id = save_tx(state, realm, &LoginTx { acting: None, ..tx }, tx_id).await?;
                 return Ok(Next::Acting { tx: id });
             }
-            Some(choice) if choice != "self" => {
-                org = orgs.into_iter().find(|o| o.uscc_index == choice);
-                if org.is_none() {
-                    let id = save_tx(state, realm, &LoginTx { acting: None, ..tx.clone() }, tx_id).await?;
-                    return Ok(Next::Acting { tx: id });
-                }
+            ActingStep::Use { choice, org: o } => {
+                org = o;
+                // Carried to the consent page, if there is one.
+                tx.acting = choice;
             }
-            _ => {}
+        }
+        // A recorded enterprise the person no longer acts for (delegation
+        // revoked or expired, claim ended) is forgotten: the next
+        // interactive sign-in asks again.
+        if let Some(r) = recorded.filter(|r| r != SELF && !orgs.iter().any(|o| &o.uscc_index == r)) {
+            session::set_acting(state, realm, &token_hash, &mut s, None).await?;
+            audit::record(
+                state,
+                audit::Event::new(&realm.name, "enterprise.acting.ended", "success")
+                    .actor(&s.user_id)
+                    .client(&client.client_id)
+                    .detail(serde_json::json!({ "session": s.id, "enterprise": r,
+                        "reason": "the person no longer represents or acts for it" })),
+            )
+            .await;
         }
     }
+    let req = &tx.request;
     let grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
     let covered = grant.as_ref().is_some_and(|g| {
         let have = super::scopes(&g.scopes);
@@ -335,10 +446,12 @@ pub async fn consent_given(
     )
     .await;
     let org = match tx.acting.as_deref() {
-        Some(choice) if choice != "self" => crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id)
-            .await?
-            .into_iter()
-            .find(|o| o.uscc_index == choice),
+        Some(choice) if choice != SELF && enterprise_capable(realm, client) => {
+            crate::realname::enterprise::orgs_of(state, &realm.name, &s.user_id)
+                .await?
+                .into_iter()
+                .find(|o| o.uscc_index == choice)
+        }
         _ => None,
     };
     let url = issue_code(state, realm, client, req, token_hash, s, grant, org).await?;
@@ -421,4 +534,97 @@ async fn issue_code(
     }
     params.push(("iss", realm.issuer.as_str()));
     Ok(redirect::with_params(&req.redirect_uri, &params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realname::enterprise::Org;
+
+    fn tx(scope: &str, prompt: &[&str], fresh: bool, acting: Option<&str>) -> LoginTx {
+        let request = AuthRequest {
+            client_id: "p".into(),
+            redirect_uri: "https://p.example/cb".into(),
+            scope: scope.into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt: prompt.iter().map(|p| p.to_string()).collect(),
+            max_age: None,
+            ui_locales: None,
+            login_hint: None,
+            acr_values: None,
+            resource: None,
+            verified: Default::default(),
+        };
+        LoginTx {
+            request,
+            binding: "b".into(),
+            fresh_session: fresh.then(|| "s1".to_string()),
+            registering: None,
+            pending: None,
+            recovering: None,
+            acting: acting.map(str::to_string),
+        }
+    }
+
+    fn session(acting: Option<&str>) -> SsoSession {
+        SsoSession {
+            id: "s1".into(),
+            realm: "r".into(),
+            user_id: "u".into(),
+            auth_time: 0,
+            amr: vec!["pwd".into()],
+            acr: "L3".into(),
+            clients: Vec::new(),
+            last_seen_at: 0,
+            expires_at: i64::MAX,
+            ended: false,
+            acting: acting.map(str::to_string),
+        }
+    }
+
+    fn org() -> Org {
+        Org {
+            uscc_index: "E1".into(), uscc: "91350100M000100Y43".into(), name: "示例".into(), role: "经办人".into()
+        }
+    }
+
+    fn uses(step: ActingStep) -> Option<String> {
+        match step {
+            ActingStep::Use { org, .. } => org.map(|o| o.uscc_index),
+            ActingStep::Ask => panic!("asked"),
+        }
+    }
+
+    #[test]
+    fn who_is_asked_whom_they_act_as() {
+        let orgs = [org()];
+        // Nobody without an enterprise is asked.
+        assert_eq!(uses(acting_step(&tx("openid enterprise", &[], true, None), &session(None), &[])), None);
+        // A sign-in in this transaction asks, with or without the scope.
+        assert_eq!(acting_step(&tx("openid", &[], true, None), &session(None), &orgs), ActingStep::Ask);
+        assert_eq!(acting_step(&tx("openid", &[], true, None), &session(Some("E1")), &orgs), ActingStep::Ask);
+        // SSO reuses the recorded choice silently.
+        assert_eq!(uses(acting_step(&tx("openid", &[], false, None), &session(Some("E1")), &orgs)), Some("E1".into()));
+        assert_eq!(uses(acting_step(&tx("openid enterprise", &[], false, None), &session(Some(SELF)), &orgs)), None);
+        // Without a recorded choice: the scope asks, otherwise oneself.
+        assert_eq!(acting_step(&tx("openid enterprise", &[], false, None), &session(None), &orgs), ActingStep::Ask);
+        assert_eq!(uses(acting_step(&tx("openid", &[], false, None), &session(None), &orgs)), None);
+        // select_account asks again; prompt=none never asks.
+        let again = tx("openid", &["select_account"], false, None);
+        assert_eq!(acting_step(&again, &session(Some("E1")), &orgs), ActingStep::Ask);
+        assert_eq!(uses(acting_step(&tx("openid", &["none"], true, None), &session(None), &orgs)), None);
+        let none = tx("openid enterprise", &["none"], false, None);
+        assert_eq!(uses(acting_step(&none, &session(Some("E1")), &orgs)), Some("E1".into()));
+        // A recorded enterprise the person no longer acts for is not used.
+        assert_eq!(uses(acting_step(&tx("openid", &["none"], false, None), &session(Some("E2")), &orgs)), None);
+        assert_eq!(
+            acting_step(&tx("openid enterprise", &[], false, None), &session(Some("E2")), &orgs),
+            ActingStep::Ask
+        );
+        // A choice made in this transaction holds while it is open to them.
+        assert_eq!(uses(acting_step(&tx("openid", &[], true, Some("E1")), &session(None), &orgs)), Some("E1".into()));
+        assert_eq!(acting_step(&tx("openid", &[], true, Some("E2")), &session(None), &orgs), ActingStep::Ask);
+    }
 }

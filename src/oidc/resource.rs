@@ -89,15 +89,20 @@ pub async fn userinfo(state: &AppState, realm: &Realm, token: &str) -> Result<Va
         let release = realm.client(at.str("client_id")).is_some_and(|c| c.settings.release_id_number);
         super::claims::add_realname(realm, &mut out, &p, release);
     }
-    // The enterprise acted for, as the access token names it.
-    if super::has_scope(at.str("scope"), "enterprise")
+    // The enterprise acted for, as the access token names it: only for a
+    // portal allowed scope `enterprise`, and only while the person still
+    // represents or acts for it.
+    if let Some(uscc) = at.claims.get("org_uscc").and_then(Value::as_str)
+        && realm.client(at.str("client_id")).is_some_and(|c| super::flow::enterprise_capable(realm, c))
+        && let Some(org) = crate::realname::enterprise::orgs_of(state, &realm.name, &grant.user_id)
+            .await?
+            .into_iter()
+            .find(|o| o.uscc == uscc)
         && let Some(obj) = out.as_object_mut()
     {
-        for c in ["org_uscc", "org_name", "org_role"] {
-            if let Some(v) = at.claims.get(c) {
-                obj.insert(c.into(), v.clone());
-            }
-        }
+        obj.insert("org_uscc".into(), json!(org.uscc));
+        obj.insert("org_name".into(), json!(org.name));
+        obj.insert("org_role".into(), json!(org.role));
     }
     // verified_claims only when asked for, only what was verified.
     let asked: Vec<String> = at

@@ -175,6 +175,21 @@ async fn issue(
     nonce: Option<&str>,
     family_id: &str,
 ) -> Result<(Value, tokens::AccessToken)> {
+    // Whom the person acts for is checked again at every issuance: only for
+    // a portal allowed scope `enterprise`, only while the person still
+    // represents or acts for it. A refresh token issued now keeps the result.
+    let checked;
+    let ctx = match &ctx.org {
+        None => ctx,
+        Some(o) => {
+            let org = match super::flow::enterprise_capable(realm, client) {
+                true => crate::realname::enterprise::still_acting(state, &realm.name, &ctx.user_id, o).await?,
+                false => None,
+            };
+            checked = AuthContext { org, ..ctx.clone() };
+            &checked
+        }
+    };
     let at = tokens::access_token(realm, &client.client_id, &ctx.subject, scope, resource, Some(ctx))?;
     let mut body = json!({
         "access_token": at.token,

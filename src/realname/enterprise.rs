@@ -2,9 +2,10 @@
 //! claims the enterprise — credit code and name checked against the
 //! legal-person registry, and the representative's proven ID number must be
 //! the registry's — then appoints agents (经办人: L3 citizens) with a role
-//! and an expiry, and can revoke them. At sign-in a portal asking for scope
-//! `enterprise` lets the person choose themselves or an enterprise they act
-//! for; tokens then carry `org_uscc`, `org_name`, `org_role` next to `sub`.
+//! and an expiry, and can revoke them. Signing in to a portal allowed scope
+//! `enterprise`, the person chooses themselves or an enterprise they act
+//! for (`oidc::flow::acting_step`); tokens then carry `org_uscc`,
+//! `org_name`, `org_role` next to `sub`, checked again at every issuance.
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -104,15 +105,23 @@ pub async fn claim(
     Ok(Claimed::Claimed)
 }
 
+/// The credit code and name of a claimed enterprise, unsealed.
+pub fn opened(state: &AppState, e: &store::EnterpriseRecord) -> Result<(String, String)> {
+    Ok((
+        state.secrets.sealer.open(&e.uscc_sealed, &aad(&e.realm, &e.uscc_index, "uscc"))?,
+        state.secrets.sealer.open(&e.name_sealed, &aad(&e.realm, &e.uscc_index, "name"))?,
+    ))
+}
+
+/// The blind index of a credit code (how enterprises are keyed).
+pub fn index_of(state: &AppState, uscc: &Uscc) -> String {
+    uscc_index(state, uscc.as_str())
+}
+
 /// The enterprises a person represents or acts for now.
 pub async fn orgs_of(state: &AppState, realm: &str, user_id: &str) -> Result<Vec<Org>> {
     let mut out = Vec::new();
-    let open = |e: &store::EnterpriseRecord| -> Result<(String, String)> {
-        Ok((
-            state.secrets.sealer.open(&e.uscc_sealed, &aad(realm, &e.uscc_index, "uscc"))?,
-            state.secrets.sealer.open(&e.name_sealed, &aad(realm, &e.uscc_index, "name"))?,
-        ))
-    };
+    let open = |e: &store::EnterpriseRecord| opened(state, e);
     for e in store::represented_by(&state.db, realm, user_id).await? {
         let (uscc, name) = open(&e)?;
         out.push(Org { uscc_index: e.uscc_index, uscc, name, role: REPRESENTATIVE.into() });
@@ -124,6 +133,13 @@ pub async fn orgs_of(state: &AppState, realm: &str, user_id: &str) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// The enterprise a person acted for, if they still may act for it now
+/// (checked again at every issuance: a revoked or expired delegation or an
+/// ended claim gives no `org_*` claims). As it stands now (name, role).
+pub async fn still_acting(state: &AppState, realm: &str, user_id: &str, org: &Org) -> Result<Option<Org>> {
+    Ok(orgs_of(state, realm, user_id).await?.into_iter().find(|o| o.uscc_index == org.uscc_index))
 }
 
 #[derive(Debug, PartialEq, Eq)]

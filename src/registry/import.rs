@@ -50,14 +50,20 @@ pub struct ImportOptions {
 /// the verification code: blind indexes (`resident_id` and `uscc` kinds,
 /// the same as `identity_proofs.id_index` and `registry_*` keys) whose
 /// accounts' proofs must be reviewed. They cover the batches this process
-/// committed: after a resume, those of the earlier process are not repeated.
+/// committed: after a resume, those of the earlier process are not repeated
+/// (it applied them). `totals` counts the whole import, every run of it:
+/// the counts are kept with the checkpoint.
 #[derive(Debug, Default)]
 pub struct ImportOutcome {
     pub import_id: String,
     /// Data lines (after the header) the run has committed, resumed ones included.
     pub lines_done: u64,
+    /// Rows this process wrote.
     pub rows_written: u64,
+    /// Bad rows of the whole import.
     pub rows_bad: u64,
+    /// The whole import (every run): rows written, bad rows, changes.
+    pub totals: Progress,
     /// Line where a resumed run started reading (0: from the start).
     pub resumed_after: u64,
     pub seconds: f64,
@@ -133,8 +139,7 @@ pub async fn import(
             ));
         }
         rstore::import_set_status(db, &rec.id, "running", None).await.map_err(dberr)?;
-        let p = Progress { lines_done: rec.lines_done, rows_written: rec.rows_written, rows_bad: rec.rows_bad };
-        (rec.id, rec.lines_done.max(0) as u64, p, Some(sha))
+        (rec.id.clone(), rec.lines_done.max(0) as u64, Progress::of(&rec), Some(sha))
     } else {
         // Fail on an unreadable file before recording a run.
         std::fs::File::open(&opts.path).map_err(|e| format!("{display}: {e}"))?;
@@ -167,26 +172,30 @@ pub async fn import(
         let written = match msg {
             Msg::Persons { rows, lines_done, bad } => {
                 let n = rows.len() as i64;
-                progress = Progress {
+                let next = Progress {
                     lines_done: lines_done as i64,
                     rows_written: progress.rows_written + n,
                     rows_bad: base_bad + bad as i64,
+                    ..progress
                 };
-                rstore::write_persons(db, &import_id, rows, progress).await.map(|d| {
+                rstore::write_persons(db, &import_id, rows, next).await.map(|(d, p)| {
                     outcome.deceased.extend(d);
+                    progress = p;
                     n
                 })
             }
             Msg::Enterprises { rows, lines_done, bad } => {
                 let n = rows.len() as i64;
-                progress = Progress {
+                let next = Progress {
                     lines_done: lines_done as i64,
                     rows_written: progress.rows_written + n,
                     rows_bad: base_bad + bad as i64,
+                    ..progress
                 };
-                rstore::write_enterprises(db, &import_id, rows, progress).await.map(|c| {
+                rstore::write_enterprises(db, &import_id, rows, next).await.map(|(c, p)| {
                     outcome.rep_changed.extend(c.rep_changed);
                     outcome.closed.extend(c.closed);
+                    progress = p;
                     n
                 })
             }
@@ -216,6 +225,7 @@ pub async fn import(
 
     outcome.lines_done = progress.lines_done.max(0) as u64;
     outcome.rows_bad = progress.rows_bad.max(0) as u64;
+    outcome.totals = progress;
     let status = match (&end, &outcome.aborted) {
         (Ok(_), None) => "done",
         _ => "aborted",

@@ -129,3 +129,43 @@ pub async fn delete<C: ConnectionTrait>(db: &C, realm: &str, uscc_index: &str) -
         .await
         .map(|_| ())
 }
+
+/// The enterprises claimed in a realm, oldest claim first, a page at a time.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<EnterpriseRecord>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    enterprise::Entity::find()
+        .filter(enterprise::Column::Realm.eq(realm))
+        .order_by_asc(enterprise::Column::ClaimedAt)
+        .order_by_asc(enterprise::Column::UsccIndex)
+        .offset(offset)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn count<C: ConnectionTrait>(db: &C, realm: &str) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    enterprise::Entity::find().filter(enterprise::Column::Realm.eq(realm)).count(db).await
+}
+
+/// Every delegation of an enterprise ever made in the realm — live,
+/// revoked and expired — newest first (the operators' history).
+pub async fn delegation_history<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    uscc_index: &str,
+) -> Result<Vec<DelegationRecord>, DbErr> {
+    use sea_orm::QueryOrder;
+    delegation::Entity::find()
+        .filter(delegation::Column::Realm.eq(realm))
+        .filter(delegation::Column::UsccIndex.eq(uscc_index))
+        .order_by_desc(delegation::Column::CreatedAt)
+        .order_by_desc(delegation::Column::Id)
+        .all(db)
+        .await
+}

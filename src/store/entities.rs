@@ -135,6 +135,9 @@ pub mod sso_session {
         /// Where and on what it started, for the person's session list.
         pub ip: Option<String>,
         pub user_agent: Option<String>,
+        /// Whom the person acts as (chosen at sign-in): `self`, or the blind
+        /// index of an enterprise's credit code; None until chosen.
+        pub acting: Option<String>,
     }
     no_relations!();
 }
@@ -311,6 +314,12 @@ pub mod registry_import {
         pub rows_bad: i64,
         pub started_at: i64,
         pub finished_at: Option<i64>,
+        /// Changes that matter to accounts, counted over the whole import
+        /// (every run of it): persons newly deceased, enterprises with a new
+        /// legal representative, enterprises newly revoked or cancelled.
+        pub deceased: i64,
+        pub rep_changed: i64,
+        pub closed: i64,
     }
     no_relations!();
 }

@@ -33,12 +33,33 @@ pub struct EnterpriseRow {
     pub status: &'static str,
 }
 
-/// Progress of a run, written with each batch.
+/// Progress of an import (over all its runs), written with each batch: the
+/// checkpoint a resume continues from, and what the final report counts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
     pub lines_done: i64,
     pub rows_written: i64,
     pub rows_bad: i64,
+    /// Persons newly deceased.
+    pub deceased: i64,
+    /// Known enterprises with a new legal representative.
+    pub rep_changed: i64,
+    /// Enterprises newly revoked or cancelled.
+    pub closed: i64,
+}
+
+impl Progress {
+    /// As recorded in an import's row (a resume starts from it).
+    pub fn of(rec: &ImportRecord) -> Progress {
+        Progress {
+            lines_done: rec.lines_done,
+            rows_written: rec.rows_written,
+            rows_bad: rec.rows_bad,
+            deceased: rec.deceased,
+            rep_changed: rec.rep_changed,
+            closed: rec.closed,
+        }
+    }
 }
 
 pub async fn import_create<C: ConnectionTrait>(
@@ -59,6 +80,9 @@ pub async fn import_create<C: ConnectionTrait>(
         rows_bad: Set(0),
         started_at: Set(now()),
         finished_at: Set(None),
+        deceased: Set(0),
+        rep_changed: Set(0),
+        closed: Set(0),
     }
     .insert(db)
     .await
@@ -103,6 +127,9 @@ async fn set_progress<C: ConnectionTrait>(db: &C, id: &str, p: Progress) -> Resu
         lines_done: Set(p.lines_done),
         rows_written: Set(p.rows_written),
         rows_bad: Set(p.rows_bad),
+        deceased: Set(p.deceased),
+        rep_changed: Set(p.rep_changed),
+        closed: Set(p.closed),
         ..Default::default()
     };
     am.update(db).await.map(|_| ())
@@ -124,15 +151,17 @@ async fn person_statuses<C: ConnectionTrait>(db: &C, indexes: &[&str]) -> Result
 }
 
 /// Writes a batch of persons (inserting new numbers, updating known ones in
-/// place) and the run's progress in one transaction. Returns the indexes
-/// of persons whose status became `deceased` with this batch (including
-/// persons the registry did not hold before).
+/// place) and the import's progress in one transaction. `progress` is what
+/// the batch brings the import to, except for the changes, which are added
+/// here. Returns the indexes of persons whose status became `deceased` with
+/// this batch (including persons the registry did not hold before), and the
+/// progress recorded.
 pub async fn write_persons(
     db: &DatabaseConnection,
     import_id: &str,
     rows: Vec<PersonRow>,
-    progress: Progress,
-) -> Result<Vec<String>, DbErr> {
+    mut progress: Progress,
+) -> Result<(Vec<String>, Progress), DbErr> {
     let txn = db.begin().await?;
     let dying: Vec<&str> = rows.iter().filter(|r| r.status == "deceased").map(|r| r.id_index.as_str()).collect();
     let already: std::collections::HashSet<String> = person_statuses(&txn, &dying)
@@ -162,9 +191,10 @@ pub async fn write_persons(
             .exec_without_returning(&txn)
             .await?;
     }
+    progress.deceased += newly.len() as i64;
     set_progress(&txn, import_id, progress).await?;
     txn.commit().await?;
-    Ok(newly)
+    Ok((newly, progress))
 }
 
 /// What an enterprise batch changed that matters to accounts.
@@ -176,13 +206,14 @@ pub struct EnterpriseChanges {
     pub closed: Vec<String>,
 }
 
-/// Writes a batch of enterprises and the run's progress in one transaction.
+/// Writes a batch of enterprises and the import's progress (with the
+/// batch's changes added, as for persons) in one transaction.
 pub async fn write_enterprises(
     db: &DatabaseConnection,
     import_id: &str,
     rows: Vec<EnterpriseRow>,
-    progress: Progress,
-) -> Result<EnterpriseChanges, DbErr> {
+    mut progress: Progress,
+) -> Result<(EnterpriseChanges, Progress), DbErr> {
     let txn = db.begin().await?;
     let mut changes = EnterpriseChanges::default();
     if !rows.is_empty() {
@@ -237,9 +268,11 @@ pub async fn write_enterprises(
             .exec_without_returning(&txn)
             .await?;
     }
+    progress.rep_changed += changes.rep_changed.len() as i64;
+    progress.closed += changes.closed.len() as i64;
     set_progress(&txn, import_id, progress).await?;
     txn.commit().await?;
-    Ok(changes)
+    Ok((changes, progress))
 }
 
 pub async fn person_get<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Option<PersonRecord>, DbErr> {

@@ -23,6 +23,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, s: SessionRecord) -> Result<(), 
         end_reason: Set(s.end_reason),
         ip: Set(s.ip),
         user_agent: Set(s.user_agent),
+        acting: Set(s.acting),
     }
     .insert(db)
     .await
@@ -177,4 +178,16 @@ pub async fn past_lifetime<C: ConnectionTrait>(
         .limit(limit)
         .all(db)
         .await
+}
+
+/// Whom the session acts as (`self`, an enterprise's blind index, or None:
+/// not chosen, or the choice no longer holds).
+pub async fn set_acting<C: ConnectionTrait>(db: &C, realm: &str, id: &str, acting: Option<&str>) -> Result<(), DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Acting, Expr::value(acting.map(str::to_string)))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
 }

@@ -62,7 +62,7 @@ pub async fn admin_token(server: &TestServer, username: &str, password: &str) ->
 }
 
 /// An administrator with `roles` (role, realm).
-pub async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &str)]) -> String {
+pub(crate) async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &str)]) -> String {
     let id = server.user("admin", username, "admin password 1").await;
     for (role, realm) in roles {
         civid::store::admins::grant(&server.state.db, &id, role, realm).await.expect("grant");
@@ -70,11 +70,11 @@ pub async fn admin_with(server: &TestServer, username: &str, roles: &[(&str, &st
     admin_token(server, username, "admin password 1").await
 }
 
-pub fn api(server: &TestServer, path: &str) -> String {
+pub(crate) fn api(server: &TestServer, path: &str) -> String {
     format!("{}/admin/api/v1/realms{path}", server.admin_url)
 }
 
-pub async fn call(
+pub(crate) async fn call(
     method: &str,
     url: &str,
     token: Option<&str>,
@@ -115,6 +115,7 @@ async fn admin_api_is_not_on_the_public_listener() {
 async fn openapi_document_validates_and_every_operation_is_routed_and_guarded() {
     let server = TestServer::start().await;
     let user = server.user("test", "walker", "correct horse battery").await;
+    let enterprise = crate::enterprise::setup(&server).await;
     let boss = admin_with(&server, "boss", &[("realm-admin", "*"), ("pii-reader", "*")]).await;
     let outsider = admin_with(&server, "outsider", &[("realm-admin", "other")]).await;
     // A token of the right role but the wrong realm: an access token of realm "test".
@@ -142,7 +143,11 @@ async fn openapi_document_validates_and_every_operation_is_routed_and_guarded() 
     let mut walked = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, _op) in item.as_object().expect("item") {
-            let concrete = path.replace("{realm}", "test").replace("{client_id}", "portal-a").replace("{id}", &user);
+            let concrete = path
+                .replace("{realm}", "test")
+                .replace("{client_id}", "portal-a")
+                .replace("{id}", &user)
+                .replace("{enterprise}", &enterprise.index);
             let query = if path.ends_with("/users") { "?username=walker" } else { "" };
             let url = format!("{}{concrete}{query}", server.admin_url);
             let body = match (method.as_str(), path.ends_with("/clients")) {
@@ -150,7 +155,7 @@ async fn openapi_document_validates_and_every_operation_is_routed_and_guarded() 
                     Some(json!({ "client_id": "walked", "settings": { "redirect_uris": ["https://w.example/cb"] } }))
                 }
                 ("post", _) if path.ends_with("/in-person") => {
-                    Some(json!({ "id_number": "11010519491231002X", "name": "步行者" }))
+                    Some(json!({ "id_number": "110105194912310089", "name": "步行者" }))
                 }
                 ("put", _) | ("post", _) => Some(json!({})),
                 _ => None,

@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod browser;
 mod cli;
+mod enterprise;
 mod factors;
 mod flow;
 mod harness;

@@ -9,11 +9,11 @@ use openidconnect::{OAuth2TokenResponse, TokenResponse};
 
 use crate::harness::{Oidc, TestServer, browser, hidden, http, location, query_param, relying_party};
 
-const PW: &str = "correct horse battery";
-const ID: &str = "11010519491231002X";
+pub(crate) const PW: &str = "correct horse battery";
+pub(crate) const ID: &str = "11010519491231002X";
 
 /// A row of the population registry, as an import writes it.
-async fn registry_row(server: &TestServer, id: &str, name: &str, status: &str) {
+pub(crate) async fn registry_row(server: &TestServer, id: &str, name: &str, status: &str) {
     use sea_orm::{ActiveModelTrait, Set};
     let s = &server.state;
     let index = civid::realname::id_index(s, id);
@@ -512,10 +512,10 @@ fn server_url(page: &str) -> String {
     format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or_default(), u.port().unwrap_or(80))
 }
 
-const USCC: &str = "91350100M000100Y43";
-const AGENT_ID: &str = "110105198001011238";
+pub(crate) const USCC: &str = "91350100M000100Y43";
+pub(crate) const AGENT_ID: &str = "110105198001011238";
 
-async fn registry_enterprise(server: &TestServer, uscc: &str, name: &str, rep_id: &str) {
+pub(crate) async fn registry_enterprise(server: &TestServer, uscc: &str, name: &str, rep_id: &str) {
     use civid::realname::verifier::registry_aad;
     use sea_orm::{ActiveModelTrait, Set};
     let s = &server.state;

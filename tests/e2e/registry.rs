@@ -118,8 +118,19 @@ async fn persons_import_sealed_report_bad_lines_resume_and_update_in_place() {
     big_lines[1798] = "123456789012345678,某人,alive".into(); // file line 1800
     write_lines(&big, "id_number,name,status", &big_lines);
     let args = ["registry", "import", "--kind", "person", s(&big), "--batch-size", "500"];
-    let (ok, _, err) = civid(&[&args[..], &["--on-error", "abort"]].concat(), &env, None);
+    // Persons the registry did not yet hold as deceased: what each run reports.
+    let known_dead: std::collections::HashSet<&str> =
+        lines.iter().filter(|l| l.ends_with(",deceased")).filter_map(|l| l.split(',').next()).collect();
+    let newly_dead = |ls: &[String]| {
+        ls.iter()
+            .filter(|l| l.ends_with(",deceased") && l.split(',').next().is_some_and(|id| !known_dead.contains(id)))
+            .count()
+    };
+    let (dead_first, dead_resumed) = (newly_dead(&big_lines[..1798]), newly_dead(&big_lines[1799..]));
+    assert!(dead_first > 0 && dead_resumed > 0, "the synthetic file has deceased persons on both sides");
+    let (ok, out, err) = civid(&[&args[..], &["--on-error", "abort"]].concat(), &env, None);
     assert!(!ok, "abort fails the command");
+    assert!(out.contains(&format!("{dead_first} persons newly deceased\n")), "{out}");
     assert!(err.contains("big.csv:1800: id_number:") && err.contains("--resume"), "{err}");
     let (conn, _) = open(&db).await;
     let count = registry_person::Entity::find().all(&conn).await.expect("rows").len();
@@ -127,6 +138,7 @@ async fn persons_import_sealed_report_bad_lines_resume_and_update_in_place() {
     let runs = registry_import::Entity::find().all(&conn).await.expect("runs");
     let run = runs.iter().find(|r| r.status == "aborted").expect("aborted run");
     assert_eq!(run.lines_done, 1798);
+    assert_eq!((run.rows_written, run.deceased), (1798, dead_first as i64), "counts kept with the checkpoint");
     assert_eq!(run.file_sha256.len(), 64, "the digest is recorded for the resume");
 
     // A different file does not resume it.
@@ -138,12 +150,17 @@ async fn persons_import_sealed_report_bad_lines_resume_and_update_in_place() {
     let (ok, out, err) = civid(&[&args[..], &["--resume"]].concat(), &env, None);
     assert!(ok, "{err}");
     assert!(out.contains("resumed after line 1799"), "{out}");
-    assert!(out.contains("701 rows written, 1 bad rows"), "{out}");
+    // The report covers the whole import, not only this run's batches.
+    assert!(out.contains("2499 rows written, 1 bad rows in the whole import; this run: 701 rows written"), "{out}");
+    let total = dead_first + dead_resumed;
+    assert!(out.contains(&format!("{total} persons newly deceased ({dead_resumed} in this run)")), "{out}");
     assert!(err.contains("big.csv:1800:") && !err.contains("big.csv:1799:"), "{err}");
     let count = registry_person::Entity::find().all(&conn).await.expect("rows").len();
     assert_eq!(count, 1000 + 2499);
     let runs = registry_import::Entity::find().all(&conn).await.expect("runs");
     assert!(runs.iter().all(|r| r.status == "done"), "{runs:?}");
+    let run = runs.iter().find(|r| r.lines_done == 2500).expect("the resumed import");
+    assert_eq!((run.rows_written, run.rows_bad, run.deceased), (2499, 1, total as i64), "kept with the checkpoint");
     let (ok, _, err) = civid(&["registry", "import", "--kind", "person", s(&big), "--resume"], &env, None);
     assert!(!ok && err.contains("no unfinished person import"), "{err}");
 

@@ -13,6 +13,7 @@ pub const ZH_CN: &[(&str, &str)] = &[
     ("acting.subtitle", "您代表哪一方访问{client}？"),
     ("acting.self", "我本人"),
     ("acting.error", "请选择您本人，或您有权代表的企业。"),
+    ("acting.hint", "本次登录期间，您访问其他支持企业办事的服务时将沿用此选择；如需更改，请重新登录。"),
     ("enterprise.title", "企业（法人）"),
     ("enterprise.role.legal_representative", "法定代表人"),
     ("enterprise.until", "有效期至 {date}"),
@@ -98,6 +99,10 @@ pub const EN: &[(&str, &str)] = &[
     ("acting.subtitle", "For whom are you using {client}?"),
     ("acting.self", "Myself"),
     ("acting.error", "Please choose yourself or an enterprise you may act for."),
+    (
+        "acting.hint",
+        "Other services that serve enterprises keep this choice while you stay signed in; to change it, sign in again.",
+    ),
     ("enterprise.title", "Enterprises"),
     ("enterprise.role.legal_representative", "Legal representative"),
     ("enterprise.until", "until {date}"),
