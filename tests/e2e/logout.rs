@@ -359,20 +359,27 @@ async fn signing_out_sends_verified_logout_tokens_to_both_portals_and_ends_sso()
     .expect("row");
     assert!(row.offline && row.revoked_at.is_none(), "offline access outlives the session");
 
-    // Delivered, recorded and audited.
-    let view = civid::admin::logouts::deliveries(
-        &server.state,
-        "test",
-        &civid::admin::logouts::Query {
-            client_id: None,
-            state: None,
-            user_id: Some(&uid),
-            session_id: None,
-            limit: None,
-        },
-    )
-    .await
-    .expect("view");
+    // Delivered, recorded (just after the portals answered) and audited.
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = civid::admin::logouts::deliveries(
+            &server.state,
+            "test",
+            &civid::admin::logouts::Query {
+                client_id: None,
+                state: Some("delivered"),
+                user_id: Some(&uid),
+                session_id: None,
+                limit: None,
+            },
+        )
+        .await
+        .expect("view");
+        if view["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let items = view["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "{view}");
     for item in items {
