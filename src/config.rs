@@ -94,6 +94,13 @@ pub struct Settings {
     pub log_format: String,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// How long a portal gets to answer a back-channel logout token.
+    pub logout_timeout_ms: u64,
+    /// Logout tokens a node delivers at the same time.
+    pub logout_concurrency: usize,
+    /// Seconds between runs of the job that ends sessions past their idle
+    /// or absolute lifetime (and so sends their logout tokens).
+    pub session_sweep_secs: u64,
 }
 
 impl Default for Settings {
@@ -137,6 +144,9 @@ impl Default for Settings {
             audit_checkpoint_secs: 60,
             log_format: "text".into(),
             shutdown_grace_secs: 20,
+            logout_timeout_ms: 3000,
+            logout_concurrency: 64,
+            session_sweep_secs: 60,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod logout;
 pub mod metrics;
 pub mod oidc;
 pub mod realm;

@@ -36,6 +36,10 @@ fn describe() {
     metrics::describe_gauge!("civid_accounts", "Registered accounts per realm");
     metrics::describe_gauge!("civid_sso_sessions_active", "Live SSO sessions per realm");
     metrics::describe_gauge!("civid_ephemeral_store_up", "1 when the ephemeral store answers");
+    metrics::describe_counter!(
+        "civid_logout_deliveries_total",
+        "Back-channel logout token deliveries by outcome (delivered, retry, given_up)"
+    );
 }
 
 /// Middleware: one latency observation per request, labelled by the route

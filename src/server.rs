@@ -121,6 +121,7 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         services,
         client_jwks: Mutex::new(Default::default()),
         refresh_now: tokio::sync::Notify::new(),
+        logout_wake: tokio::sync::Notify::new(),
     });
     state.realms.refresh(&state.settings, &state.db, &state.secrets.kek).await?;
     if state.services.verifier.is_none() {
@@ -245,6 +246,18 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
                 Ok(n) => tracing::info!(accounts = n, "cancelled accounts purged"),
                 Err(e) => tracing::warn!("purging cancelled accounts failed: {e}"),
             }
+        }
+    }));
+    // Back-channel logout: deliver the outbox, and end sessions past their
+    // lifetimes (which enqueues their logout tokens).
+    tasks.extend(crate::logout::worker::spawn(state.clone()));
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(s.settings.session_sweep_secs.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            crate::logout::expiry::sweep_all(&s).await;
         }
     }));
     let s = state.clone();

@@ -34,6 +34,8 @@ pub struct AppState {
     pub client_jwks: Mutex<HashMap<String, FetchedJwks>>,
     /// Wakes the cache refresher at once (a change was announced).
     pub refresh_now: tokio::sync::Notify,
+    /// Wakes this node's back-channel logout worker (a session ended).
+    pub logout_wake: tokio::sync::Notify,
 }
 
 pub type SharedState = Arc<AppState>;

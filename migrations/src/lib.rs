@@ -8,6 +8,7 @@ mod m20261126_000003_registry;
 mod m20261126_000004_enterprises;
 mod m20261126_000005_acting;
 mod m20261126_000006_guardians;
+mod m20261126_000007_logout_outbox;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_enterprises::Migration),
             Box::new(m20261126_000005_acting::Migration),
             Box::new(m20261126_000006_guardians::Migration),
+            Box::new(m20261126_000007_logout_outbox::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! (roles per realm), bootstrap of the first administrator, and the actions
 //! themselves. Its routes and OpenAPI document live in `http/admin`.
 pub mod actions;
+pub mod logouts;
 pub mod roles;
 pub mod stats;
 

@@ -41,6 +41,8 @@ pub enum Action {
     ReadEnterprises,
     ReadAudit,
     ReadStats,
+    /// Back-channel logout deliveries and their attempts.
+    ReadLogouts,
 }
 
 impl Action {
@@ -52,7 +54,7 @@ impl Action {
             Action::ReadPii => &[Role::PiiReader],
             Action::ReadEnterprises => &[Role::RealmAdmin, Role::Helpdesk, Role::Auditor],
             Action::ReadAudit => &[Role::RealmAdmin, Role::Auditor],
-            Action::ReadStats => &[Role::RealmAdmin, Role::Auditor, Role::Helpdesk],
+            Action::ReadStats | Action::ReadLogouts => &[Role::RealmAdmin, Role::Auditor, Role::Helpdesk],
         }
     }
 }

@@ -238,23 +238,44 @@ pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Resul
 
 /// Ends one session: its row, the refresh tokens bound to it (unless issued
 /// for offline access) and its cache entry, so it ends on every node at
-/// once. Returns whether it was live.
+/// once; and, in the transaction that ends the row, enqueues a back-channel
+/// logout token for every portal that took part and registered a
+/// `backchannel_logout_uri` (delivered by the outbox worker, so this does
+/// not wait for any portal). Audited as `logout.session`. Every path that
+/// ends sessions comes here. Returns whether it was live.
 pub async fn end_one(state: &AppState, realm: &str, s: &sessions::SessionRecord, reason: &str) -> Result<bool> {
-    let ended = sessions::end(&state.db, realm, &s.id, reason, now()).await?;
+    let ended = crate::logout::end_and_enqueue(state, realm, &s.id, reason).await?.is_some();
     crate::store::grants::revoke_session_tokens(&state.db, realm, &s.id).await?;
     state.eph.delete(&cache_key(realm, &s.token_hash)).await?;
     Ok(ended)
 }
 
-/// Ends every live session of a person (an operator's "end all sessions",
-/// disabling the account, a password reset): on every node at once, since
-/// the cache entries go too. Refresh tokens bound to them are revoked unless
-/// they were issued for offline access. Returns how many ended.
-pub async fn end_all(state: &AppState, realm: &str, user_id: &str, reason: &str) -> Result<usize> {
-    end_all_but(state, realm, user_id, None, reason).await
+/// Ends the session named by its id (`sid`), as `end_one` does: for callers
+/// that hold an `SsoSession` rather than its row (RP-initiated logout, the
+/// session list). `reason` is recorded on the row and in the audit entry
+/// (e.g. `rp_initiated`, `ended_by_user`). Returns whether it was live.
+pub async fn end_by_id(state: &AppState, realm: &str, session_id: &str, reason: &str) -> Result<bool> {
+    match sessions::get(&state.db, realm, session_id).await? {
+        Some(s) => end_one(state, realm, &s, reason).await,
+        None => Ok(false),
+    }
 }
 
-/// Like `end_all`, but keeps the session `keep` (the person's own device).
+/// Ends every live session of a person (an operator's "end all sessions",
+/// disabling the account, a password reset): on every node at once, since
+/// the cache entries go too; each through `end_one`, so every portal is
+/// told. Every refresh token of the person is revoked — offline ones too —
+/// and their access tokens issued until now stop passing userinfo and
+/// introspection (`logout::person`). Returns how many sessions ended.
+pub async fn end_all(state: &AppState, realm: &str, user_id: &str, reason: &str) -> Result<usize> {
+    let n = end_all_but(state, realm, user_id, None, reason).await?;
+    crate::logout::person::revoke_tokens(state, realm, user_id).await?;
+    Ok(n)
+}
+
+/// Like `end_all`, but keeps the session `keep` (the person's own device),
+/// and keeps the person's offline refresh tokens and access tokens (only
+/// what was bound to the ended sessions is revoked).
 pub async fn end_all_but(
     state: &AppState,
     realm: &str,
@@ -265,8 +286,9 @@ pub async fn end_all_but(
     let live = sessions::live_of_user(&state.db, realm, user_id).await?;
     let mut n = 0;
     for s in live.iter().filter(|s| Some(s.id.as_str()) != keep) {
-        end_one(state, realm, s, reason).await?;
-        n += 1;
+        if end_one(state, realm, s, reason).await? {
+            n += 1;
+        }
     }
     Ok(n)
 }

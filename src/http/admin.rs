@@ -45,6 +45,7 @@ pub fn app(state: SharedState) -> Router {
         .route(&format!("{v1}/{{realm}}/enterprises/{{enterprise}}"), get(enterprise_get))
         .route(&format!("{v1}/{{realm}}/audit"), get(audit_query))
         .route(&format!("{v1}/{{realm}}/statistics"), get(statistics))
+        .route(&format!("{v1}/{{realm}}/logout-deliveries"), get(logout_deliveries))
         .fallback(|| async { problem(Problem::not_found("no such admin endpoint")) })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .layer(axum::middleware::from_fn(crate::metrics::track))
@@ -544,4 +545,31 @@ async fn statistics(
 ) -> ApiResult {
     caller(&s, &h, ip).await?.require(&realm, Action::ReadStats)?;
     ok(stats::realm_statistics(&s, &realm, d.days.unwrap_or(30)).await?)
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    client_id: Option<String>,
+    state: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn logout_deliveries(
+    State(s): State<SharedState>,
+    Path(realm): Path<String>,
+    Query(q): Query<DeliveryQuery>,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+) -> ApiResult {
+    caller(&s, &h, ip).await?.require(&realm, Action::ReadLogouts)?;
+    let q = crate::admin::logouts::Query {
+        client_id: q.client_id.as_deref(),
+        state: q.state.as_deref(),
+        user_id: q.user_id.as_deref(),
+        session_id: q.session_id.as_deref(),
+        limit: q.limit,
+    };
+    ok(crate::admin::logouts::deliveries(&s, &realm, &q).await?)
 }

@@ -185,6 +185,15 @@ pub const OPERATIONS: &[Op] = &[
         &["days"],
         None,
     ),
+    (
+        "get",
+        "/{realm}/logout-deliveries",
+        "listLogoutDeliveries",
+        "Back-channel logout deliveries per portal and ended session (pending, delivered, failed), with every attempt, newest first",
+        "realm-admin, auditor, helpdesk",
+        &["client_id", "state", "user_id", "session_id", "limit"],
+        None,
+    ),
 ];
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -247,7 +256,8 @@ pub fn document() -> Value {
             && path.contains('{')
             && !path.ends_with("users")
             && !path.ends_with("audit")
-            && !path.contains("enterprises"))
+            && !path.contains("enterprises")
+            && !path.ends_with("logout-deliveries"))
             || *method == "put"
             || (*method == "post" && *id == "createClient");
         let mut op = json!({

@@ -55,6 +55,9 @@ pub fn document(issuer: &str, realm: &RealmSettings, face: bool) -> Value {
         // Front-Channel Logout 1.0 (`iss` and `sid` for portals that ask).
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
+        // Back-Channel Logout 1.0: logout tokens always carry `sid`.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "acr_values_supported": acr,
         // OpenID Connect for Identity Assurance 1.0.
         "verified_claims_supported": true,

@@ -50,6 +50,14 @@ pub async fn check_access_token(state: &AppState, realm: &Realm, token: &str) ->
         if grant.as_ref().is_none_or(|g| g.created_at > iat) {
             return Ok(None);
         }
+        // All of the person's sessions were ended (disabled, password reset,
+        // an operator) after this token was issued.
+        if let Some(g) = &grant
+            && crate::logout::person::cut_off(state, realm, &g.user_id, iat, c.get("sid").and_then(Value::as_str))
+                .await?
+        {
+            return Ok(None);
+        }
     } else if realm.client(s("client_id")).is_none() {
         return Ok(None);
     }

@@ -44,7 +44,8 @@ pub struct AccessToken {
     pub exp: i64,
 }
 
-fn sign(realm: &Realm, alg: Alg, typ: Option<&str>, claims: &Value) -> Result<String> {
+/// Signs `claims` with the realm's current key for `alg`.
+pub(crate) fn sign(realm: &Realm, alg: Alg, typ: Option<&str>, claims: &Value) -> Result<String> {
     let key = realm
         .keys
         .signer(alg, now())

@@ -87,6 +87,13 @@ pub fn validate_settings(s: &RealmSettings) -> Result<(), String> {
             return Err(format!("resource {:?} must not have a fragment (RFC 8707)", r.uri));
         }
     }
+    let b = &s.backchannel;
+    if b.retry_window_secs == 0 || b.retry_initial_secs == 0 || b.retry_max_secs < b.retry_initial_secs {
+        return Err("settings.backchannel: retry_window_secs and retry_initial_secs must be positive, and retry_max_secs at least retry_initial_secs".into());
+    }
+    if b.retry_window_secs > 7 * 24 * 3600 {
+        return Err("settings.backchannel.retry_window_secs must be at most 604800 (a week): a logout token for a session ended longer ago tells a portal nothing useful".into());
+    }
     if s.audit.retention_days < 183 {
         return Err("settings.audit.retention_days must be at least 183 (six months, Cybersecurity Law Art. 21)".into());
     }
@@ -149,6 +156,29 @@ mod tests {
         assert!(e.starts_with("r.toml:3:"), "{e}");
         let e = parse(Path::new("r.toml"), "name = \"R!\"\n").unwrap_err();
         assert!(e.starts_with("r.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn backchannel_logout_uris_are_checked_like_redirect_uris() {
+        let client = |uri: &str| {
+            format!(
+                "name = \"r\"\n\n[clients.a]\nredirect_uris = [\"https://a.example/cb\"]\nbackchannel_logout_uri = \"{uri}\"\n"
+            )
+        };
+        assert!(parse(Path::new("r.toml"), &client("https://a.example/logout?x=1")).is_ok());
+        assert!(parse(Path::new("r.toml"), &client("http://127.0.0.1:8000/logout")).is_ok());
+        assert!(parse(Path::new("r.toml"), &client("http://localhost/logout")).is_ok());
+        let e = parse(Path::new("r.toml"), &client("http://a.example/logout")).unwrap_err();
+        assert!(e.starts_with("r.toml:3: client a: backchannel_logout_uri") && e.contains("https"), "{e}");
+        let e = parse(Path::new("r.toml"), &client("https://a.example/logout#x")).unwrap_err();
+        assert!(e.contains("fragment"), "{e}");
+        let e = parse(Path::new("r.toml"), &client("/logout")).unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
+        let e = parse(Path::new("r.toml"), &client("com.example.app:/logout")).unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        let e =
+            parse(Path::new("r.toml"), "name = \"r\"\n[settings.backchannel]\nretry_window_secs = 0\n").unwrap_err();
+        assert!(e.contains("settings.backchannel"), "{e}");
     }
 
     #[test]

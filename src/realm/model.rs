@@ -33,6 +33,28 @@ pub struct RealmSettings {
     pub audit: AuditSettings,
     pub accounts: AccountSettings,
     pub realname: RealNameSettings,
+    pub backchannel: BackchannelSettings,
+}
+
+/// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): how long
+/// civid keeps trying to deliver a logout token to a portal that does not
+/// answer, and how it spaces the tries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackchannelSettings {
+    /// After this long (from the session's end) a portal that never took
+    /// its logout token is given up on; the failure shows in the admin API.
+    pub retry_window_secs: u64,
+    /// The wait before the first retry; it doubles with each failure
+    /// (with jitter), up to `retry_max_secs`.
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for BackchannelSettings {
+    fn default() -> Self {
+        BackchannelSettings { retry_window_secs: 3600, retry_initial_secs: 2, retry_max_secs: 300 }
+    }
 }
 
 /// Real-name verification (L3): where a name and an ID number are checked.
@@ -171,6 +193,7 @@ impl Default for RealmSettings {
             audit: AuditSettings::default(),
             accounts: AccountSettings::default(),
             realname: RealNameSettings::default(),
+            backchannel: BackchannelSettings::default(),
         }
     }
 }
@@ -337,6 +360,12 @@ pub struct ClientSettings {
     pub frontchannel_logout_uri: Option<String>,
     /// Whether that page gets `iss` and `sid` (the spec's default: no).
     pub frontchannel_logout_session_required: bool,
+    /// Where civid POSTs a logout token when a session the portal took part
+    /// in ends (OpenID Connect Back-Channel Logout 1.0): https, or http on
+    /// loopback for development.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the portal needs `sid` in logout tokens (civid always sends it).
+    pub backchannel_logout_session_required: bool,
     pub enabled: bool,
 }
 
@@ -386,6 +415,8 @@ impl Default for ClientSettings {
             acr_fallback_uri: None,
             frontchannel_logout_uri: None,
             frontchannel_logout_session_required: false,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: true,
             enabled: true,
         }
     }
@@ -431,6 +462,9 @@ impl ClientSettings {
         }
         if let Some(uri) = &self.frontchannel_logout_uri {
             validate_web_uri("front-channel logout URI", uri)?;
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            validate_backchannel_logout_uri(uri)?;
         }
         for g in &self.grant_types {
             if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str()) {
@@ -508,5 +542,20 @@ pub fn validate_redirect_uri(uri: &str, public: bool) -> Result<(), String> {
         _ => Err(format!(
             "redirect URI {uri:?}: a private-use scheme is allowed only for a public native client and must be a reversed domain name such as com.example.app"
         )),
+    }
+}
+
+/// Registration rules for `backchannel_logout_uri` (Back-Channel Logout 1.0
+/// 2.2): an absolute URL without a fragment; https, or http only on
+/// loopback (development, tests), like redirect URIs.
+pub fn validate_backchannel_logout_uri(uri: &str) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("backchannel_logout_uri {uri:?} is not an absolute URL: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("backchannel_logout_uri {uri:?} must not have a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&u) => Ok(()),
+        _ => Err(format!("backchannel_logout_uri {uri:?} must use https (http only for loopback)")),
     }
 }

@@ -197,3 +197,24 @@ pub async fn of_user<C: ConnectionTrait>(
     }
     q.order_by_desc(grant::Column::CreatedAt).all(db).await
 }
+
+/// Revokes every refresh token of a person, offline ones included (their
+/// account was disabled, their password reset, their sessions ended by an
+/// operator).
+pub async fn revoke_user_refresh_tokens<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Query;
+    let mut of_user = Query::select();
+    of_user
+        .column(grant::Column::Id)
+        .from(grant::Entity)
+        .and_where(grant::Column::Realm.eq(realm))
+        .and_where(grant::Column::UserId.eq(user_id));
+    let r = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+        .filter(refresh_token::Column::Realm.eq(realm))
+        .filter(refresh_token::Column::GrantId.in_subquery(of_user))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}

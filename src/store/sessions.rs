@@ -157,6 +157,29 @@ pub async fn set_acr<C: ConnectionTrait>(db: &C, realm: &str, id: &str, acr: &st
         .map(|_| ())
 }
 
+/// Live sessions past their absolute lifetime (`expires_at <= at`) or idle
+/// since `idle_before` (the expiry job).
+pub async fn past_lifetime<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    at: i64,
+    idle_before: i64,
+    limit: u64,
+) -> Result<Vec<SessionRecord>, DbErr> {
+    use sea_orm::{Condition, QuerySelect};
+    sso_session::Entity::find()
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::EndedAt.is_null())
+        .filter(
+            Condition::any()
+                .add(sso_session::Column::ExpiresAt.lte(at))
+                .add(sso_session::Column::LastSeenAt.lte(idle_before)),
+        )
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 /// Whom the session acts as (`self`, an enterprise's blind index, or None:
 /// not chosen, or the choice no longer holds).
 pub async fn set_acting<C: ConnectionTrait>(db: &C, realm: &str, id: &str, acting: Option<&str>) -> Result<(), DbErr> {

@@ -1,47 +1,273 @@
-//! RP-Initiated Logout 1.0 and Front-Channel Logout 1.0, driven by the
-//! `openidconnect` crate as the portals' library: its discovery finds the
-//! `end_session_endpoint`, its `LogoutRequest` builds the logout URL.
-use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreTokenResponse};
-use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, CsrfToken, EndSessionUrl, IssuerUrl, LogoutRequest, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-};
+//! Back-channel logout (OpenID Connect Back-Channel Logout 1.0): portals
+//! signed in by SSO — the `openidconnect` crate as their client library,
+//! a small axum server as their back-channel endpoint — receive logout
+//! tokens that verify against the realm's JWKS when the session ends (the
+//! citizen signs out, an operator ends it, it expires), on retry when they
+//! were down, and operators see the ones given up on. Ending all of a
+//! person's sessions also cuts off their tokens.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::harness::*;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::{
+    AuthType, AuthorizationCode, CsrfToken, JsonWebKey, Nonce, OAuth2TokenResponse, PkceCodeChallenge, TokenResponse,
+};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::admin::{admin_with, api, call};
+use crate::harness::{Oidc, TestServer, browser, free_port, hidden, http, location, query_param, relying_party};
 use crate::steps::sign_in;
 
-const PW: &str = "correct horse battery";
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const PASSWORD: &str = "correct horse battery";
 const A_CB: &str = "https://a.example.test/cb";
-const A_BYE: &str = "https://a.example.test/bye";
 const B_CB: &str = "https://b.example.test/cb";
 
-async fn end_session_url(server: &TestServer, realm: &str) -> EndSessionUrl {
-    let meta =
-        ProviderMetadataWithLogout::discover_async(IssuerUrl::new(server.issuer(realm)).expect("issuer"), &http())
-            .await
-            .expect("discovery with logout metadata");
-    meta.additional_metadata().end_session_endpoint.clone().expect("end_session_endpoint advertised")
+/// What a test portal's back-channel endpoint saw.
+#[derive(Clone)]
+struct Inbox {
+    issuer: String,
+    client_id: String,
+    /// Claims of the logout tokens that verified.
+    accepted: Arc<Mutex<Vec<Value>>>,
+    /// Why others were refused.
+    refused: Arc<Mutex<Vec<String>>>,
+    /// How long it takes to answer (a slow portal).
+    delay: Duration,
 }
 
-/// Signs in (or rides the SSO session) through `rp` and redeems the code.
-async fn tokens(rp: &Oidc, b: &reqwest::Client, cb: &str, who: &str) -> CoreTokenResponse {
+/// A portal's back-channel logout endpoint: verifies each logout token as
+/// a relying party must (Back-Channel Logout 1.0, 2.6) against the JWKS,
+/// with the `openidconnect` crate's key types, and records it.
+struct Portal {
+    uri: String,
+    inbox: Inbox,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Portal {
+    async fn start(server: &TestServer, client_id: &str) -> Portal {
+        Portal::start_on(server, client_id, 0).await
+    }
+
+    async fn start_on(server: &TestServer, client_id: &str, port: u16) -> Portal {
+        let inbox = Inbox {
+            issuer: server.issuer("test"),
+            client_id: client_id.to_string(),
+            accepted: Default::default(),
+            refused: Default::default(),
+            delay: Duration::ZERO,
+        };
+        Portal::listen(inbox, port).await
+    }
+
+    async fn listen(inbox: Inbox, port: u16) -> Portal {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind portal");
+        let port = listener.local_addr().expect("addr").port();
+        let app = axum::Router::new().route("/bc", axum::routing::post(receive)).with_state(inbox.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Portal { uri: format!("http://127.0.0.1:{port}/bc"), inbox, stop: Some(tx) }
+    }
+
+    fn accepted(&self) -> Vec<Value> {
+        self.inbox.accepted.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn refused(&self) -> Vec<String> {
+        self.inbox.refused.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `n` logout tokens arrived (or `secs` passed).
+    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Value> {
+        for _ in 0..secs * 10 {
+            if self.accepted().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.accepted()
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: String) -> StatusCode {
+    tokio::time::sleep(inbox.delay).await;
+    let form_ok = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let verified = if form_ok { verify(&inbox, &token).await } else { Err("not a form".to_string()) };
+    match verified {
+        Ok(claims) => {
+            if let Ok(mut v) = inbox.accepted.lock() {
+                v.push(claims);
+            }
+            StatusCode::OK
+        }
+        Err(e) => {
+            if let Ok(mut v) = inbox.refused.lock() {
+                v.push(e);
+            }
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).map_err(|e| e.to_string())
+}
+
+/// Back-Channel Logout 1.0, 2.6: signature by a key of the issuer's JWKS,
+/// `typ`, `iss`, `aud`, `iat`, `exp`, `jti`, the event, `sid`, no `nonce`.
+async fn verify(inbox: &Inbox, token: &str) -> Result<Value, String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, p, s] = parts[..] else { return Err("not a JWS".into()) };
+    let header: Value = serde_json::from_slice(&b64(h)?).map_err(|e| e.to_string())?;
+    if header["typ"] != "logout+jwt" {
+        return Err(format!("typ {}", header["typ"]));
+    }
+    let alg: CoreJwsSigningAlgorithm = serde_json::from_value(header["alg"].clone()).map_err(|e| e.to_string())?;
+    let jwks: CoreJsonWebKeySet = reqwest::get(format!("{}/jwks", inbox.issuer))
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let key =
+        jwks.keys().iter().find(|k| k.key_id().map(|id| id.as_str()) == header["kid"].as_str()).ok_or("unknown kid")?;
+    key.verify_signature(&alg, format!("{h}.{p}").as_bytes(), &b64(s)?).map_err(|e| format!("signature: {e}"))?;
+    let claims: Value = serde_json::from_slice(&b64(p)?).map_err(|e| e.to_string())?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(format!("{what}: {claims}")) };
+    check(claims["iss"] == inbox.issuer.as_str(), "iss")?;
+    check(claims["aud"] == inbox.client_id.as_str(), "aud")?;
+    check(claims["iat"].as_i64().is_some_and(|t| (t - now).abs() < 30), "iat")?;
+    check(claims["exp"].as_i64().is_some_and(|t| t > now && t <= now + 300), "exp")?;
+    check(claims["jti"].as_str().is_some_and(|j| !j.is_empty()), "jti")?;
+    check(claims["events"][EVENT].is_object(), "events")?;
+    check(claims["sid"].as_str().is_some_and(|j| !j.is_empty()), "sid")?;
+    check(claims["sub"].as_str().is_some_and(|j| !j.is_empty()), "sub")?;
+    check(claims.get("nonce").is_none(), "nonce")?;
+    Ok(claims)
+}
+
+/// Registers (or removes) a portal's back-channel logout URI, as an
+/// operator editing the client would.
+async fn set_backchannel(server: &TestServer, client_id: &str, uri: Option<&str>) {
+    let db = &server.state.db;
+    let row = civid::store::realms::client_get(db, "test", client_id).await.expect("db").expect("client");
+    let mut settings: Value = serde_json::from_str(&row.settings).expect("settings");
+    settings["backchannel_logout_uri"] = json!(uri);
+    civid::store::realms::client_update(db, "test", client_id, settings.to_string(), None, row.enabled)
+        .await
+        .expect("update client");
+    server.state.announce_change("test").await;
+}
+
+/// Short retries for the tests: every `initial` seconds, for `window` seconds.
+async fn set_retries(server: &TestServer, window: u64, initial: u64) {
+    let db = &server.state.db;
+    let row = civid::store::realms::realm_get(db, "test").await.expect("db").expect("realm");
+    let mut settings: Value = serde_json::from_str(&row.settings).expect("settings");
+    settings["backchannel"] =
+        json!({ "retry_window_secs": window, "retry_initial_secs": initial, "retry_max_secs": initial });
+    civid::store::realms::realm_update(db, "test", settings.to_string()).await.expect("update realm");
+    server.state.announce_change("test").await;
+}
+
+/// A portal's view of a sign-in: its tokens and the ID token's claims.
+struct SignedIn {
+    tokens: openidconnect::core::CoreTokenResponse,
+    sid: String,
+    sub: String,
+}
+
+fn id_token_claims(tokens: &openidconnect::core::CoreTokenResponse) -> Value {
+    let raw = serde_json::to_value(tokens.id_token().expect("id token")).expect("id token");
+    let payload = raw.as_str().expect("compact JWS").split('.').nth(1).expect("payload").to_string();
+    serde_json::from_slice(&b64(&payload).expect("b64")).expect("claims")
+}
+
+/// Signs in to portal-a with a password (or silently, when the browser has
+/// a session), then to portal-b silently by SSO.
+async fn sign_in_both(server: &TestServer, b: &reqwest::Client, who: &str) -> (SignedIn, SignedIn) {
+    let rp_a = relying_party(server, "test", "portal-a", Some("secret-a"), A_CB).await;
+    let rp_b =
+        relying_party(server, "test", "portal-b", Some("secret-b"), B_CB).await.set_auth_type(AuthType::RequestBody);
+    let a = portal_sign_in(&rp_a, b, who, A_CB, true).await;
+    let b = portal_sign_in(&rp_b, b, who, B_CB, false).await;
+    assert_eq!(a.sid, b.sid, "one SSO session");
+    assert_ne!(a.sub, b.sub, "pairwise subjects");
+    (a, b)
+}
+
+async fn portal_sign_in(rp: &Oidc, b: &reqwest::Client, who: &str, cb: &str, password: bool) -> SignedIn {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, _) = rp
+    let mut req = rp
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .set_pkce_challenge(challenge)
-        .url();
-    let callback = sign_in(b, url.as_str(), who, PW).await;
+        .set_pkce_challenge(challenge);
+    if password {
+        req = req.add_scope(openidconnect::Scope::new("offline_access".into()));
+    }
+    let (url, _, nonce) = req.url();
+    let callback = if password {
+        sign_in(b, url.as_str(), who, PASSWORD).await
+    } else {
+        let resp = b.get(url.as_str()).send().await.expect("authorize");
+        assert_eq!(resp.status(), 303);
+        location(&resp)
+    };
     assert!(callback.starts_with(&format!("{cb}?")), "{callback}");
-    rp.exchange_code(AuthorizationCode::new(query_param(&callback, "code").expect("code")))
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(query_param(&callback, "code").expect("code")))
         .expect("token endpoint")
         .set_pkce_verifier(verifier)
         .request_async(&http())
         .await
-        .expect("code exchange")
+        .expect("code exchange");
+    let verified =
+        tokens.id_token().expect("id token").claims(&rp.id_token_verifier(), &nonce).expect("valid id token");
+    let sub = verified.subject().as_str().to_string();
+    let sid = id_token_claims(&tokens)["sid"].as_str().expect("sid in the ID token").to_string();
+    SignedIn { tokens, sid, sub }
 }
 
-/// A `prompt=none` request of `rp`: the error it gets back, if any.
-async fn silent_error(rp: &Oidc, b: &reqwest::Client) -> Option<String> {
+/// `prompt=none` for a portal in this browser: the error it gets back, if any.
+async fn silent_error(
+    server: &TestServer,
+    b: &reqwest::Client,
+    client_id: &str,
+    secret: &str,
+    cb: &str,
+) -> Option<String> {
+    let rp = relying_party(server, "test", client_id, Some(secret), cb).await;
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
     let (url, _, _) = rp
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -50,270 +276,394 @@ async fn silent_error(rp: &Oidc, b: &reqwest::Client) -> Option<String> {
         .url();
     let resp = b.get(url.as_str()).send().await.expect("authorize");
     assert_eq!(resp.status(), 303);
-    query_param(&location(&resp), "error")
+    let to = location(&resp);
+    assert!(to.starts_with(&format!("{cb}?")), "{to}");
+    query_param(&to, "error")
 }
 
-async fn audited(server: &TestServer, realm: &str, kind: &str) -> Vec<serde_json::Value> {
-    civid::store::audit::list(&server.state.db, realm, Some(kind), 100)
+async fn sign_out_on_account_page(server: &TestServer, b: &reqwest::Client) {
+    let account = format!("{}/realms/test/account", server.url);
+    let resp = b.get(&account).send().await.expect("account");
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html").replace("&#x2f;", "/");
+    let form = html.split("action=\"/realms/test/account/logout\"").nth(1).expect("sign-out form");
+    let resp = b.post(format!("{account}/logout")).form(&[("csrf", hidden(form, "csrf"))]).send().await.expect("out");
+    assert_eq!(resp.status(), 200);
+}
+
+fn check_token(claims: &Value, who: &SignedIn) {
+    assert_eq!(claims["sid"], who.sid.as_str(), "sid matches the ID token's");
+    assert_eq!(claims["sub"], who.sub.as_str(), "sub is the one the portal knows");
+}
+
+async fn introspect(server: &TestServer, token: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{}/introspect", server.issuer("test")))
+        .basic_auth("portal-a", Some("secret-a"))
+        .form(&[("token", token)])
+        .send()
         .await
-        .expect("audit")
-        .into_iter()
-        .map(|e| serde_json::json!({ "outcome": e.outcome, "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default(), "client": e.client_id }))
-        .collect()
-}
-
-async fn portals(server: &TestServer) -> (Oidc, Oidc) {
-    let a = relying_party(server, "test", "portal-a", Some("secret-a"), A_CB).await;
-    let b =
-        relying_party(server, "test", "portal-b", Some("secret-b"), B_CB).await.set_auth_type(AuthType::RequestBody);
-    (a, b)
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::test]
-async fn discovery_advertises_logout() {
+async fn signing_out_sends_verified_logout_tokens_to_both_portals_and_ends_sso() {
     let server = TestServer::start().await;
-    let doc: serde_json::Value = browser()
-        .get(format!("{}/.well-known/openid-configuration", server.issuer("test")))
-        .send()
+    let uid = server.user("test", "bcl1", PASSWORD).await;
+    let disc: Value = reqwest::get(format!("{}/.well-known/openid-configuration", server.issuer("test")))
         .await
         .expect("discovery")
         .json()
         .await
         .expect("json");
-    assert_eq!(doc["end_session_endpoint"], format!("{}/logout", server.issuer("test")));
-    assert_eq!(doc["frontchannel_logout_supported"], true);
-    assert_eq!(doc["frontchannel_logout_session_supported"], true);
+    assert_eq!(disc["backchannel_logout_supported"], true);
+    assert_eq!(disc["backchannel_logout_session_supported"], true);
+    assert!(disc["claims_supported"].as_array().is_some_and(|c| c.contains(&json!("sid"))));
+
+    let pa = Portal::start(&server, "portal-a").await;
+    let pb = Portal::start(&server, "portal-b").await;
+    set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
+    set_backchannel(&server, "portal-b", Some(&pb.uri)).await;
+    let b = browser();
+    let (a, bb) = sign_in_both(&server, &b, "bcl1").await;
+    assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await, None, "signed in");
+
+    sign_out_on_account_page(&server, &b).await;
+    let got_a = pa.wait_for(1, 10).await;
+    let got_b = pb.wait_for(1, 10).await;
+    assert_eq!(got_a.len(), 1, "portal A: one logout token (refused: {:?})", pa.refused());
+    assert_eq!(got_b.len(), 1, "portal B: one logout token (refused: {:?})", pb.refused());
+    check_token(&got_a[0], &a);
+    check_token(&got_b[0], &bb);
+    assert_eq!(got_a[0]["aud"], "portal-a");
+    assert_eq!(got_b[0]["aud"], "portal-b");
+    assert!(pa.refused().is_empty() && pb.refused().is_empty());
+
+    // Both portals now find the person signed out.
+    assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await.as_deref(), Some("login_required"));
+    assert_eq!(silent_error(&server, &b, "portal-b", "secret-b", B_CB).await.as_deref(), Some("login_required"));
+
+    // The session's refresh token is revoked; the offline one survives a
+    // sign-out (only ending all of a person's sessions takes it).
+    let refresh = a.tokens.refresh_token().expect("refresh token").secret().clone();
+    let row = civid::store::grants::refresh_by_hash(
+        &server.state.db,
+        "test",
+        &civid::crypto::random::sha256_b64(refresh.as_bytes()),
+    )
+    .await
+    .expect("db")
+    .expect("row");
+    assert!(row.offline && row.revoked_at.is_none(), "offline access outlives the session");
+
+    // Delivered, recorded (just after the portals answered) and audited.
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = civid::admin::logouts::deliveries(
+            &server.state,
+            "test",
+            &civid::admin::logouts::Query {
+                client_id: None,
+                state: Some("delivered"),
+                user_id: Some(&uid),
+                session_id: None,
+                limit: None,
+            },
+        )
+        .await
+        .expect("view");
+        if view["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = view["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{view}");
+    for item in items {
+        assert_eq!(item["state"], "delivered", "{item}");
+        assert_eq!(item["reason"], "logout");
+        assert_eq!(item["attempt_log"][0]["status"], 200);
+    }
+    let audit = civid::store::audit::list(&server.state.db, "test", Some("logout.session"), 10).await.expect("audit");
+    let detail: Value = serde_json::from_str(&audit[0].detail).expect("detail");
+    assert_eq!(detail["sid"], a.sid.as_str());
+    assert_eq!(detail["backchannel"].as_array().map(Vec::len), Some(2), "{detail}");
+    for _ in 0..50 {
+        if civid::store::audit::list(&server.state.db, "test", Some("logout.backchannel.delivered"), 10)
+            .await
+            .expect("audit")
+            .len()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = civid::store::audit::list(&server.state.db, "test", Some("logout.backchannel.delivered"), 10)
+        .await
+        .expect("audit");
+    assert_eq!(delivered.len(), 2);
     server.stop().await;
 }
 
 #[tokio::test]
-async fn logout_with_own_hint_ends_sso_for_every_portal_and_returns_to_the_portal() {
+async fn a_portal_down_gets_its_token_when_back_and_one_never_back_is_given_up_visibly() {
     let server = TestServer::start().await;
-    server.user("test", "lo1", PW).await;
-    let (rp_a, rp_b) = portals(&server).await;
+    let uid = server.user("test", "bcl2", PASSWORD).await;
+    set_retries(&server, 6, 1).await;
+    let (port_a, port_b) = (free_port(), free_port());
+    set_backchannel(&server, "portal-a", Some(&format!("http://127.0.0.1:{port_a}/bc"))).await;
+    set_backchannel(&server, "portal-b", Some(&format!("http://127.0.0.1:{port_b}/bc"))).await;
     let b = browser();
-    let ta = tokens(&rp_a, &b, A_CB, "lo1").await;
-    let tb = tokens(&rp_b, &b, B_CB, "lo1").await;
-    let id_a = ta.extra_fields().id_token().expect("id token").clone();
-    assert_eq!(silent_error(&rp_a, &b).await, None, "signed in before");
+    let (a, _) = sign_in_both(&server, &b, "bcl2").await;
 
-    let url = LogoutRequest::from(end_session_url(&server, "test").await)
-        .set_id_token_hint(&id_a)
-        .set_client_id(ClientId::new("portal-a".into()))
-        .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(A_BYE.into()).expect("uri"))
-        .set_state(CsrfToken::new("st-1".into()))
-        .http_get_url();
-    let resp = b.get(url.as_str()).send().await.expect("logout");
-    // No confirmation with the session's own hint; portal B asked for
-    // front-channel logout, so the signed-out page loads it first and then
-    // continues to portal A's registered page.
-    assert_eq!(resp.status(), 200);
-    let cookies: Vec<String> =
-        resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
-    assert!(cookies.iter().any(|c| c.starts_with("civid-test=;") && c.contains("Max-Age=0")), "{cookies:?}");
-    let html = resp.text().await.expect("html").replace("&#x2f;", "/");
-    assert!(html.contains(&format!("id=\"continue\" class=\"btn btn-primary\" href=\"{A_BYE}?state=st-1\"")), "{html}");
-    assert!(html.contains("src=\"https://b.example.test/fc?"), "{html}");
+    // An operator ends the person's sessions while both portals are down.
+    let desk = admin_with(&server, "desk", &[("helpdesk", "test")]).await;
+    let started = std::time::Instant::now();
+    let r = call("post", &api(&server, &format!("/test/users/{uid}/sessions/end")), Some(&desk), Some(json!({})), None)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "the operator does not wait for the portals");
+    assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await.as_deref(), Some("login_required"));
 
-    assert_eq!(silent_error(&rp_a, &b).await.as_deref(), Some("login_required"));
-    assert_eq!(silent_error(&rp_b, &b).await.as_deref(), Some("login_required"));
-    // The session's refresh tokens died with it.
-    let rt = ta.refresh_token().expect("refresh token");
-    assert!(rp_a.exchange_refresh_token(rt).expect("refresh").request_async(&http()).await.is_err());
-    let rt = tb.refresh_token().expect("refresh token");
-    assert!(rp_b.exchange_refresh_token(rt).expect("refresh").request_async(&http()).await.is_err());
+    // Portal A comes back within the retry window and gets its token.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pa = Portal::start_on(&server, "portal-a", port_a).await;
+    let got = pa.wait_for(1, 10).await;
+    assert_eq!(got.len(), 1, "delivered after coming back (refused: {:?})", pa.refused());
+    check_token(&got[0], &a);
 
-    let logouts = audited(&server, "test", "logout").await;
-    let ok = logouts.iter().find(|e| e["outcome"] == "success").expect("audited");
-    assert_eq!(ok["client"], "portal-a");
-    assert_eq!(ok["detail"]["how"], "id_token_hint");
-    let portals = ok["detail"]["portals"].as_array().expect("portals");
-    assert!(portals.contains(&"portal-a".into()) && portals.contains(&"portal-b".into()), "{ok}");
+    // Portal B never does: given up after the window, and operators see it.
+    let path = "/test/logout-deliveries?client_id=portal-b&state=failed";
+    let mut failed = Value::Null;
+    for _ in 0..150 {
+        let r = call("get", &api(&server, path), Some(&desk), None, None).await;
+        assert_eq!(r.status(), 200);
+        failed = r.json().await.expect("json");
+        if failed["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let item = &failed["items"][0];
+    assert_eq!(item["state"], "failed", "{failed}");
+    assert_eq!(item["user_id"], uid.as_str());
+    assert_eq!(item["session_id"], a.sid.as_str());
+    assert_eq!(item["reason"], "ended_by_operator");
+    let attempts = item["attempt_log"].as_array().expect("attempts");
+    assert!(attempts.len() >= 2, "retried: {item}");
+    assert_eq!(item["attempts"].as_u64(), Some(attempts.len() as u64));
+    assert!(attempts.iter().all(|t| t["error"] == "connection failed"), "{item}");
+    assert!(item["finished_at"].as_i64().is_some_and(|f| f >= item["deadline"].as_i64().unwrap_or(0) - 3));
 
-    // Replayed: nothing left to end, the same registered page, no error.
-    let resp = b.get(url.as_str()).send().await.expect("replay");
-    assert_eq!(resp.status(), 303);
-    assert_eq!(location(&resp), format!("{A_BYE}?state=st-1"));
+    let r = call("get", &api(&server, "/test/logout-deliveries?client_id=portal-a"), Some(&desk), None, None).await;
+    let view: Value = r.json().await.expect("json");
+    assert_eq!(view["items"][0]["state"], "delivered", "{view}");
+    assert!(view["items"][0]["attempts"].as_u64().is_some_and(|n| n >= 2), "{view}");
+    let given_up = civid::store::audit::list(&server.state.db, "test", Some("logout.backchannel.given_up"), 10)
+        .await
+        .expect("audit");
+    assert_eq!(given_up.len(), 1);
+    assert_eq!(given_up[0].client_id.as_deref(), Some("portal-b"));
+    assert_eq!(
+        call("get", &api(&server, "/test/logout-deliveries?state=bogus"), Some(&desk), None, None).await.status(),
+        400
+    );
     server.stop().await;
 }
 
 #[tokio::test]
-async fn logout_without_hint_asks_first_and_needs_the_form_token() {
-    let server = TestServer::start().await;
-    server.user("test", "lo2", PW).await;
-    let (rp_a, _) = portals(&server).await;
+async fn a_slow_portal_delays_neither_the_sign_out_nor_the_other_portal() {
+    let server = TestServer::start_configured(|s| s.logout_timeout_ms = 5000).await;
+    server.user("test", "bcl6", PASSWORD).await;
+    let pa = Portal::start(&server, "portal-a").await;
+    let slow = Inbox {
+        issuer: server.issuer("test"),
+        client_id: "portal-b".into(),
+        accepted: Default::default(),
+        refused: Default::default(),
+        delay: Duration::from_secs(30),
+    };
+    let pb = Portal::listen(slow, 0).await;
+    set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
+    set_backchannel(&server, "portal-b", Some(&pb.uri)).await;
     let b = browser();
-    tokens(&rp_a, &b, A_CB, "lo2").await;
-    let base = server.issuer("test");
-    let url = format!("{base}/logout?client_id=portal-a&post_logout_redirect_uri={}&state=s2", urlencode(A_BYE));
-    let resp = b.get(&url).send().await.expect("logout");
-    assert_eq!(resp.status(), 200, "a confirmation page");
-    let html = resp.text().await.expect("html");
-    assert!(html.contains("退出登录") && html.contains("门户甲请求让您退出登录"), "{html}");
-    assert_eq!(hidden(&html, "post_logout_redirect_uri").replace("&#x2f;", "/"), A_BYE);
-    assert_eq!(silent_error(&rp_a, &b).await, None, "asking signs nobody out");
+    sign_in_both(&server, &b, "bcl6").await;
+    let started = std::time::Instant::now();
+    sign_out_on_account_page(&server, &b).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "sign-out took {:?}", started.elapsed());
+    assert_eq!(pa.wait_for(1, 4).await.len(), 1, "portal A is told at once");
+    assert!(started.elapsed() < Duration::from_millis(4500), "before B's attempt timed out: {:?}", started.elapsed());
+    // B's attempt times out and is recorded for a retry.
+    let mut item = Value::Null;
+    for _ in 0..100 {
+        let view = civid::admin::logouts::deliveries(
+            &server.state,
+            "test",
+            &civid::admin::logouts::Query {
+                client_id: Some("portal-b"),
+                state: None,
+                user_id: None,
+                session_id: None,
+                limit: None,
+            },
+        )
+        .await
+        .expect("view");
+        item = view["items"][0].clone();
+        if item["attempts"].as_u64().is_some_and(|n| n >= 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(item["state"], "pending", "{item}");
+    assert_eq!(item["last_error"], "no answer within 5000 ms", "{item}");
+    server.stop().await;
+}
 
-    // A forged or missing form token ends nothing.
-    let confirm = format!("{base}/logout/confirm");
-    for csrf in ["forged", ""] {
-        let resp = b
-            .post(&confirm)
-            .form(&[("csrf", csrf), ("client_id", "portal-a"), ("post_logout_redirect_uri", A_BYE)])
+#[tokio::test]
+async fn sessions_past_their_lifetime_are_ended_by_the_job_and_portals_told() {
+    let server = TestServer::start_configured(|s| s.session_sweep_secs = 1).await;
+    server.user("test", "bcl3", PASSWORD).await;
+    let pa = Portal::start(&server, "portal-a").await;
+    set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
+    let b = browser();
+    let rp_a = relying_party(&server, "test", "portal-a", Some("secret-a"), A_CB).await;
+    let a = portal_sign_in(&rp_a, &b, "bcl3", A_CB, true).await;
+
+    // Unused for longer than the realm's idle lifetime.
+    use sea_orm::ConnectionTrait;
+    server
+        .state
+        .db
+        .execute_unprepared(&format!("UPDATE sso_sessions SET last_seen_at = 1 WHERE id = '{}'", a.sid))
+        .await
+        .expect("age the session");
+    let got = pa.wait_for(1, 10).await;
+    assert_eq!(got.len(), 1, "refused: {:?}", pa.refused());
+    check_token(&got[0], &a);
+    let row = civid::store::sessions::get(&server.state.db, "test", &a.sid).await.expect("db").expect("row");
+    assert_eq!(row.end_reason.as_deref(), Some("idle"));
+    assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await.as_deref(), Some("login_required"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ending_all_sessions_cuts_off_access_and_refresh_tokens() {
+    let server = TestServer::start().await;
+    let uid = server.user("test", "bcl4", PASSWORD).await;
+    let actor = civid::admin::actions::Actor { id: "operator", ip: None };
+    let rp_a = relying_party(&server, "test", "portal-a", Some("secret-a"), A_CB).await;
+    for action in ["end_sessions", "disable", "reset_password"] {
+        let b = browser();
+        let a = portal_sign_in(&rp_a, &b, "bcl4", A_CB, true).await;
+        let at = a.tokens.access_token().secret().clone();
+        assert_eq!(introspect(&server, &at).await["active"], true, "{action}: active before");
+        match action {
+            "end_sessions" => {
+                civid::admin::actions::user_end_sessions(&server.state, &actor, "test", &uid).await.expect("end");
+            }
+            "disable" => {
+                civid::admin::actions::user_set_enabled(&server.state, &actor, "test", &uid, false).await.expect("off");
+            }
+            _ => {
+                // The helpdesk's reset hands out a temporary password (the
+                // known one is put back below).
+                civid::admin::actions::user_reset_password(&server.state, &actor, "test", &uid).await.expect("reset");
+            }
+        }
+        assert_eq!(introspect(&server, &at).await["active"], false, "{action}: the access token is cut off");
+        let userinfo = reqwest::Client::new()
+            .get(format!("{}/userinfo", server.issuer("test")))
+            .bearer_auth(&at)
             .send()
             .await
-            .expect("confirm");
-        assert_eq!(resp.status(), 403);
+            .expect("userinfo");
+        assert_eq!(userinfo.status(), 401, "{action}: userinfo refuses it");
+        let rt = a.tokens.refresh_token().expect("offline refresh token");
+        assert!(rp_a.exchange_refresh_token(rt).expect("refresh").request_async(&http()).await.is_err(), "{action}");
+        assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await.as_deref(), Some("login_required"));
+        if action == "disable" {
+            civid::admin::actions::user_set_enabled(&server.state, &actor, "test", &uid, true).await.expect("on");
+        }
     }
-    assert_eq!(silent_error(&rp_a, &b).await, None, "still signed in");
+    // A sign-in right after the cut-off (same second or not) works at once.
+    let b = browser();
+    civid::admin::actions::user_end_sessions(&server.state, &actor, "test", &uid).await.expect("end");
+    let hash = civid::crypto::password::hash(PASSWORD).expect("hash");
+    civid::store::users::set_password(&server.state.db, "test", &uid, Some(hash)).await.expect("password");
+    let a = portal_sign_in(&rp_a, &b, "bcl4", A_CB, true).await;
+    assert_eq!(introspect(&server, a.tokens.access_token().secret()).await["active"], true);
+    server.stop().await;
+}
 
-    let form = [
-        ("csrf", hidden(&html, "csrf")),
-        ("client_id", "portal-a".to_string()),
-        ("post_logout_redirect_uri", A_BYE.to_string()),
-        ("state", "s2".to_string()),
-    ];
-    let resp = b.post(&confirm).form(&form).send().await.expect("confirm");
-    assert_eq!(resp.status(), 303);
-    assert_eq!(location(&resp), format!("{A_BYE}?state=s2"));
-    assert_eq!(silent_error(&rp_a, &b).await.as_deref(), Some("login_required"));
-    // The confirmation replayed: nothing left to end.
-    let resp = b.post(&confirm).form(&form).send().await.expect("replay");
-    assert_eq!(resp.status(), 303);
+#[tokio::test]
+async fn a_session_ended_on_one_node_is_refused_by_the_other() {
+    use crate::harness::{Node, fresh_database, node_env, redis_url, unique};
+    if std::env::var("CIVID_TEST_DATABASE_URL").is_err() || redis_url().is_none() {
+        eprintln!("a_session_ended_on_one_node_is_refused_by_the_other: runs on PostgreSQL + Redis only");
+        return;
+    }
+    let (db, _guard) = fresh_database().await;
+    let prefix = unique("civid-bcl-nodes-");
+    let env = node_env(&db, Some(&prefix));
+    let node_a = Node::start(&env, None).await;
+    let node_b = Node::start(&env, Some(&node_a.url)).await;
+    // A person and a portal endpoint, set up with the library on the same database.
+    let helper = TestServer::start_with(
+        civid::config::Settings {
+            database_url: db.clone(),
+            kek: crate::harness::TEST_KEK.into(),
+            redis_url: redis_url().unwrap_or_default(),
+            redis_key_prefix: prefix.clone(),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    helper.user("test", "bcl5", PASSWORD).await;
+    let inbox = Inbox {
+        issuer: format!("{}/realms/test", node_a.url),
+        client_id: "portal-a".into(),
+        accepted: Default::default(),
+        refused: Default::default(),
+        delay: Duration::ZERO,
+    };
+    let pa = Portal::listen(inbox, 0).await;
+    set_backchannel(&helper, "portal-a", Some(&pa.uri)).await;
+    // Let the nodes see the new client settings.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
-    // Without any portal named: the signed-out page, in English on request.
-    let resp = b.get(format!("{base}/logout?ui_locales=en")).send().await.expect("logout");
+    let b = browser();
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let authorize = |base: &str, prompt: &str| {
+        format!(
+            "{base}/realms/test/authorize?response_type=code&client_id=portal-a&redirect_uri=https%3A%2F%2Fa.example.test%2Fcb\
+             &scope=openid&state=s1&nonce=n1&code_challenge={}&code_challenge_method=S256{prompt}",
+            challenge.as_str()
+        )
+    };
+    let callback = sign_in(&b, &authorize(&node_a.url, ""), "bcl5", PASSWORD).await;
+    assert!(callback.contains("code="), "{callback}");
+    let resp = b.get(authorize(&node_b.url, "&prompt=none")).send().await.expect("authorize at B");
+    assert!(location(&resp).contains("code="), "B honours the session: {}", location(&resp));
+
+    // Signed out at node A…
+    let account = format!("{}/realms/test/account", node_a.url);
+    let html = b.get(&account).send().await.expect("account").text().await.expect("html").replace("&#x2f;", "/");
+    let form = html.split("action=\"/realms/test/account/logout\"").nth(1).expect("sign-out form");
+    let resp = b.post(format!("{account}/logout")).form(&[("csrf", hidden(form, "csrf"))]).send().await.expect("out");
     assert_eq!(resp.status(), 200);
-    let html = resp.text().await.expect("html");
-    assert!(html.contains("You have signed out"), "{html}");
-    server.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-#[tokio::test]
-async fn bad_logout_requests_change_nothing_and_never_redirect() {
-    let server = TestServer::start().await;
-    server.user("test", "lo3", PW).await;
-    server.user("short", "lo3", PW).await;
-    let (rp_a, rp_b) = portals(&server).await;
-    let b = browser();
-    let ta = tokens(&rp_a, &b, A_CB, "lo3").await;
-    tokens(&rp_b, &b, B_CB, "lo3").await;
-    let id_a = ta.extra_fields().id_token().expect("id token").to_string();
-    let base = server.issuer("test");
-    let bye = urlencode(A_BYE);
-
-    // A foreign realm's ID token (valid there, signed by its keys).
-    let rp_short = relying_party(&server, "short", "portal-a", Some("secret-a"), A_CB).await;
-    let other = browser();
-    let t_short = tokens(&rp_short, &other, A_CB, "lo3").await;
-    let foreign = t_short.extra_fields().id_token().expect("id token").to_string();
-
-    // The hint with its signature altered.
-    let mut parts: Vec<String> = id_a.split('.').map(str::to_string).collect();
-    let sig = parts[2].clone();
-    parts[2] = format!("{}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]);
-    let forged = parts.join(".");
-
-    let cases = [
-        (format!("id_token_hint={forged}&post_logout_redirect_uri={bye}"), "forged hint"),
-        (format!("id_token_hint={foreign}&post_logout_redirect_uri={bye}"), "foreign realm's hint"),
-        (format!("id_token_hint={id_a}&client_id=portal-b&post_logout_redirect_uri={bye}"), "hint not for client_id"),
-        ("id_token_hint=not.a.jwt".to_string(), "garbage hint"),
-        (
-            format!("client_id=portal-a&post_logout_redirect_uri={}", urlencode("https://a.example.test/bye/")),
-            "near miss",
-        ),
-        (format!("client_id=portal-a&post_logout_redirect_uri={}", urlencode("https://evil.example/")), "foreign URI"),
-        (format!("post_logout_redirect_uri={bye}"), "no portal named"),
-        (format!("client_id=nobody&post_logout_redirect_uri={bye}"), "unknown portal"),
-        (format!("client_id=portal-b&post_logout_redirect_uri={bye}"), "another portal's URI"),
-        ("client_id=portal-a&client_id=portal-b".to_string(), "repeated parameter"),
-    ];
-    for (q, what) in &cases {
-        let resp = b.get(format!("{base}/logout?{q}")).send().await.expect("logout");
-        assert_eq!(resp.status(), 400, "{what}");
-        assert!(resp.headers().get("location").is_none(), "{what}: no redirect");
-        let html = resp.text().await.expect("html");
-        assert!(html.contains("退出") && !html.contains("evil.example"), "{what}: {html}");
-        assert_eq!(silent_error(&rp_a, &b).await, None, "{what}: still signed in");
-    }
-    let refused = audited(&server, "test", "logout").await;
-    assert_eq!(refused.iter().filter(|e| e["outcome"] == "failure").count(), cases.len(), "{refused:?}");
-    assert!(refused.iter().any(|e| e["detail"]["reason"] == "invalid_id_token_hint"));
-    assert!(refused.iter().any(|e| e["detail"]["reason"] == "unregistered_post_logout_redirect_uri"));
-
-    // A valid hint of an earlier session of the same person: asked first.
-    let resp = b.get(format!("{base}/logout?id_token_hint={id_a}")).send().await.expect("logout");
-    assert_eq!(resp.status(), 200, "own hint: signed out (the page loads portal B's front-channel page)");
-    assert_eq!(silent_error(&rp_a, &b).await.as_deref(), Some("login_required"));
-    tokens(&rp_a, &b, A_CB, "lo3").await;
-    let resp = b.get(format!("{base}/logout?id_token_hint={id_a}")).send().await.expect("logout");
-    assert_eq!(resp.status(), 200, "an old session's hint does not sign out the new one without asking");
-    assert_eq!(silent_error(&rp_a, &b).await, None);
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn an_expired_hint_is_still_accepted() {
-    let server = TestServer::start().await;
-    server.user("short", "lo4", PW).await;
-    let rp = relying_party(&server, "short", "portal-a", Some("secret-a"), A_CB).await;
-    let b = browser();
-    let t = tokens(&rp, &b, A_CB, "lo4").await;
-    let id = t.extra_fields().id_token().expect("id token").clone();
-    // The short realm's ID tokens live 2 s.
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    let url = LogoutRequest::from(end_session_url(&server, "short").await)
-        .set_id_token_hint(&id)
-        .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(A_BYE.into()).expect("uri"))
-        .http_get_url();
-    let resp = b.get(url.as_str()).send().await.expect("logout");
-    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap_or_default());
-    assert_eq!(location(&resp), A_BYE);
-    assert_eq!(silent_error(&rp, &b).await.as_deref(), Some("login_required"));
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn front_channel_pages_are_loaded_with_iss_and_sid() {
-    let server = TestServer::start().await;
-    server.user("test", "lo5", PW).await;
-    let (rp_a, rp_b) = portals(&server).await;
-    let b = browser();
-    tokens(&rp_a, &b, A_CB, "lo5").await;
-    let tb = tokens(&rp_b, &b, B_CB, "lo5").await;
-    let claims = decode_claims(&tb.extra_fields().id_token().expect("id token").to_string());
-    let sid = claims["sid"].as_str().expect("sid in the ID token").to_string();
-    let id_a = tokens(&rp_a, &b, A_CB, "lo5").await.extra_fields().id_token().expect("id token").to_string();
-
-    let base = server.issuer("test");
-    let resp = b
-        .get(format!("{base}/logout?id_token_hint={id_a}&post_logout_redirect_uri={}&state=s5", urlencode(A_BYE)))
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(resp.status(), 200, "the front-channel page first");
-    let csp =
-        resp.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    assert!(csp.contains("frame-src https://b.example.test;") && csp.contains("frame-ancestors 'none'"), "{csp}");
-    let html = resp.text().await.expect("html").replace("&#x2f;", "/").replace("&amp;", "&");
-    let iss = urlencode(&base);
-    assert!(html.contains(&format!("src=\"https://b.example.test/fc?iss={iss}&sid={sid}\"")), "{html}");
-    assert!(html.contains(&format!("href=\"{A_BYE}?state=s5\"")), "continue link: {html}");
-    assert!(html.contains("<script src=\"/static/logout.js\" defer></script>"));
-    assert!(html.contains("http-equiv=\"refresh\""), "continues without script too");
-    assert_eq!(silent_error(&rp_b, &b).await.as_deref(), Some("login_required"));
-    let js = b.get(format!("{}/static/logout.js", server.url)).send().await.expect("script");
-    assert_eq!(js.status(), 200);
-    server.stop().await;
-}
-
-fn decode_claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64");
-    serde_json::from_slice(&bytes).expect("json")
+    // …the session is refused at node B at once, and the portal is told.
+    let resp = b.get(authorize(&node_b.url, "&prompt=none")).send().await.expect("authorize at B");
+    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("login_required"), "{}", location(&resp));
+    let got = pa.wait_for(1, 10).await;
+    assert_eq!(got.len(), 1, "refused: {:?}", pa.refused());
+    assert!(got[0]["sid"].is_string());
+    helper.stop().await;
+    drop(node_b);
+    drop(node_a);
 }

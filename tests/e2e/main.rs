@@ -19,6 +19,7 @@ mod otp;
 mod pages;
 mod realname;
 mod register;
+mod rp_logout;
 mod registry;
 mod steps;
 mod transport;
