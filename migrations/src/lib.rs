@@ -7,6 +7,7 @@ mod m20261126_000002_accounts;
 mod m20261126_000003_registry;
 mod m20261126_000004_enterprises;
 mod m20261126_000005_acting;
+mod m20261126_000008_registry_changes;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_registry::Migration),
             Box::new(m20261126_000004_enterprises::Migration),
             Box::new(m20261126_000005_acting::Migration),
+            Box::new(m20261126_000008_registry_changes::Migration),
         ]
     }
 }
