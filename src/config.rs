@@ -90,6 +90,11 @@ pub struct Settings {
     pub smtp_from: String,
     /// Seconds between signed checkpoints of the audit chains.
     pub audit_checkpoint_secs: u64,
+    /// Seconds between a node's passes over pending registry changes
+    /// (deaths, new legal representatives, closed enterprises an import
+    /// recorded) to apply them to accounts; 0: never (imports and
+    /// `civid registry apply-changes` still do).
+    pub registry_apply_secs: u64,
     /// `text` or `json` logs.
     pub log_format: String,
     /// Seconds in-flight requests get to finish after SIGTERM.
@@ -142,6 +147,7 @@ impl Default for Settings {
             smtp_password: String::new(),
             smtp_from: String::new(),
             audit_checkpoint_secs: 60,
+            registry_apply_secs: 60,
             log_format: "text".into(),
             shutdown_grace_secs: 20,
             logout_timeout_ms: 3000,

@@ -89,6 +89,14 @@ enum RegistryCmd {
     /// are checked (GB 11643 / GB 32100), names and numbers stored sealed;
     /// a number imported again updates its row in place. A bad row is
     /// reported as FILE:LINE on standard error.
+    ///
+    /// What matters to accounts (a person newly deceased, an enterprise
+    /// with a new legal representative, newly revoked or cancelled) is
+    /// recorded with the batch that changed it and applied after the run:
+    /// accounts demoted to L2, claims ended, delegations revoked, sessions
+    /// ended, each audited, exactly once. Changes an earlier run left
+    /// pending (it was killed or failed) are applied before this one starts;
+    /// see also `civid registry apply-changes`.
     #[command(verbatim_doc_comment)]
     Import {
         /// person or enterprise.
@@ -108,11 +116,20 @@ enum RegistryCmd {
         batch_size: usize,
         /// Write what matters to accounts (newly deceased persons, changed
         /// legal representatives, closed enterprises) as JSON lines of
-        /// blind indexes to this file (this run's; a resumed import's
-        /// earlier run wrote and applied its own).
+        /// blind indexes to this file: the whole import's (every run of
+        /// it), each with whether it has been applied.
         #[arg(long)]
         changes: Option<PathBuf>,
     },
+    /// Apply the pending registry changes to accounts now.
+    ///
+    /// Imports record what matters to accounts with each batch; a run that
+    /// was killed or failed leaves them pending. This applies every pending
+    /// change (demotion to L2, ended enterprise claims, revoked delegations,
+    /// ended sessions, each audited) exactly once: applying again, or on
+    /// several nodes at once, does nothing twice. `civid serve` does the
+    /// same every `registry_apply_secs` (default 60; 0: never).
+    ApplyChanges,
     /// Write a synthetic registry file (valid numbers, common names) for
     /// tests and benchmarks.
     Synth {
@@ -852,11 +869,32 @@ async fn registry_command(command: RegistryCmd, settings: Settings) -> Result<()
             if !(1..=5000).contains(&batch_size) {
                 return Err("--batch-size: 1 to 5000 rows".into());
             }
-            let ops = Ops::open(settings.clone()).await?;
-            let sealer = std::sync::Arc::new(ops.secrets().await?.sealer);
+            let state = operator_state(settings.clone()).await?;
+            // What an earlier run committed but did not apply (it was killed
+            // or failed) is applied first, whatever import it belongs to.
+            let before = registry::changes::apply_pending(&state)
+                .await
+                .map_err(|e| format!("applying pending registry changes: {e}"))?;
+            if before.changes > 0 {
+                println!("left pending by earlier runs: {before}");
+            }
+            let (secrets, _) = secrets::load(&settings, &state.db).await?;
+            let sealer = std::sync::Arc::new(secrets.sealer);
             let opts =
                 ImportOptions { kind, path: file, on_error, resume, batch_size, today: registry::today_in_china() };
-            let out = registry::import(&ops.db, sealer, opts, |line| eprintln!("{line}")).await?;
+            let out = match registry::import(&state.db, sealer, opts, |line| eprintln!("{line}")).await {
+                Ok(out) => out,
+                Err(e) => {
+                    // The committed batches' changes are recorded: say so.
+                    if let Ok(n @ 1..) = store::registry::changes_pending_count(&state.db).await {
+                        eprintln!(
+                            "{n} registry changes are recorded and pending; they are applied by the next import or \
+                             --resume, by `civid registry apply-changes`, or by a running server"
+                        );
+                    }
+                    return Err(e);
+                }
+            };
             if out.resumed_after > 0 {
                 println!("import {}: resumed after line {}", out.import_id, out.resumed_after + 1);
             }
@@ -885,43 +923,36 @@ async fn registry_command(command: RegistryCmd, settings: Settings) -> Result<()
                     out.rate()
                 );
             }
-            let this_run = |n: usize| if resumed { format!(" ({n} in this run)") } else { String::new() };
+            let this_run = |n: u64| if resumed { format!(" ({n} in this run)") } else { String::new() };
             match kind {
                 registry::Kind::Person => {
-                    println!("{} persons newly deceased{}", t.deceased, this_run(out.deceased.len()))
+                    println!("{} persons newly deceased{}", t.deceased, this_run(out.deceased))
                 }
                 registry::Kind::Enterprise => println!(
                     "{} enterprises with a new legal representative{}, {} newly revoked or cancelled{}",
                     t.rep_changed,
-                    this_run(out.rep_changed.len()),
+                    this_run(out.rep_changed),
                     t.closed,
-                    this_run(out.closed.len())
+                    this_run(out.closed)
                 ),
             }
-            // What the change means for accounts: demotions, ended claims,
-            // ended sessions (on every node), each audited.
-            let mut moved: Vec<String> = out.rep_changed.clone();
-            moved.extend(out.closed.iter().cloned());
-            if !out.deceased.is_empty() || !moved.is_empty() {
-                let state = operator_state(settings).await?;
-                let demoted =
-                    civid::realname::registry_deceased(&state, &out.deceased).await.map_err(|e| e.to_string())?;
-                let ended =
-                    civid::realname::enterprise::registry_changed(&state, &moved).await.map_err(|e| e.to_string())?;
-                println!("{demoted} accounts demoted to L2, {ended} enterprise claims ended");
-            }
+            // What the changes mean for accounts: demotions, ended claims,
+            // delegations and sessions (on every node), each audited. A
+            // running server may have applied some already.
+            let after = registry::changes::apply_pending(&state).await.map_err(|e| {
+                format!("applying registry changes: {e}; they stay pending: run `civid registry apply-changes`")
+            })?;
+            println!("after this run: {after}");
+            let (recorded, pending) = store::registry::changes_count(&state.db, &out.import_id)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            println!(
+                "import {}: {recorded} changes for accounts recorded (every run), {} applied, {pending} pending",
+                out.import_id,
+                recorded.saturating_sub(pending)
+            );
             if let Some(path) = changes {
-                use std::io::Write;
-                let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let mut w = std::io::BufWriter::new(f);
-                let lists = [("deceased", &out.deceased), ("rep_changed", &out.rep_changed), ("closed", &out.closed)];
-                for (change, list) in lists {
-                    for index in list {
-                        let line = serde_json::json!({ "change": change, "index": index, "import": out.import_id });
-                        writeln!(w, "{line}").map_err(|e| format!("{}: {e}", path.display()))?;
-                    }
-                }
-                w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+                write_changes(&state.db, &out.import_id, &path).await?;
             }
             match out.aborted {
                 Some(what) => Err(format!(
@@ -932,5 +963,40 @@ async fn registry_command(command: RegistryCmd, settings: Settings) -> Result<()
                 None => Ok(()),
             }
         }
+        RegistryCmd::ApplyChanges => {
+            let state = operator_state(settings).await?;
+            let done = registry::changes::apply_pending(&state).await?;
+            println!("{done}");
+            let pending =
+                store::registry::changes_pending_count(&state.db).await.map_err(|e| format!("database: {e}"))?;
+            if pending > 0 {
+                println!("{pending} changes pending (recorded while this ran)");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Writes an import's changes (every run of it) as JSON lines of blind
+/// indexes, a page at a time.
+async fn write_changes(db: &store::Db, import_id: &str, path: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let f = std::fs::File::create(path).map_err(fail)?;
+    let mut w = std::io::BufWriter::new(f);
+    let mut after = 0;
+    loop {
+        let page = store::registry::changes_of_import(db, import_id, after, 1000)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        let Some(tail) = page.last() else { break };
+        after = tail.id;
+        for c in &page {
+            let line = serde_json::json!({
+                "change": c.kind, "index": c.blind_index, "import": c.import_id, "applied": c.applied_at.is_some(),
+            });
+            writeln!(w, "{line}").map_err(fail)?;
+        }
+    }
+    w.flush().map_err(fail)
 }

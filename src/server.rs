@@ -260,6 +260,30 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             crate::logout::expiry::sweep_all(&s).await;
         }
     }));
+    if state.settings.registry_apply_secs > 0 {
+        let s = state.clone();
+        tasks.push(tokio::spawn(async move {
+            // What registry imports recorded for accounts (also what a
+            // killed import left pending) is applied without waiting for
+            // an operator; every node may run it at once (exactly once).
+            let mut tick = tokio::time::interval(Duration::from_secs(s.settings.registry_apply_secs));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match crate::registry::changes::apply_pending(&s).await {
+                    Ok(fx) if fx.changes == 0 => {}
+                    Ok(fx) => tracing::info!(
+                        changes = fx.changes,
+                        accounts_demoted = fx.accounts_demoted,
+                        claims_ended = fx.claims_ended,
+                        sessions_ended = fx.sessions_ended,
+                        "registry changes applied"
+                    ),
+                    Err(e) => tracing::warn!("applying registry changes failed: {e}"),
+                }
+            }
+        }));
+    }
     let s = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

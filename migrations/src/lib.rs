@@ -9,6 +9,7 @@ mod m20261126_000004_enterprises;
 mod m20261126_000005_acting;
 mod m20261126_000006_guardians;
 mod m20261126_000007_logout_outbox;
+mod m20261126_000008_registry_changes;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_acting::Migration),
             Box::new(m20261126_000006_guardians::Migration),
             Box::new(m20261126_000007_logout_outbox::Migration),
+            Box::new(m20261126_000008_registry_changes::Migration),
         ]
     }
 }

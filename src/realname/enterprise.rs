@@ -232,28 +232,80 @@ pub async fn revoke(
 /// representative, or was revoked or cancelled. Its claim ends (the new
 /// representative claims it anew), its delegations are revoked, and the
 /// sessions of the former representative and the agents end, on every
-/// node; audited. Returns how many claims ended.
+/// node; audited. Returns how many claims ended. (Imports record their
+/// changes and apply them through [`crate::registry::changes`], which calls
+/// [`registry_changed_one`].)
 pub async fn registry_changed(state: &AppState, indexes: &[String]) -> Result<usize> {
     let mut n = 0;
+    let t = now();
     for index in indexes {
-        for e in store::by_index(&state.db, index).await? {
-            let agents = store::delegations_for(&state.db, &e.realm, index, now()).await?;
-            store::revoke(&state.db, &e.realm, index, None, now()).await?;
-            store::delete(&state.db, &e.realm, index).await?;
-            let mut ended = crate::authn::session::end_all(state, &e.realm, &e.rep_user_id, "registry_changed").await?;
-            for a in &agents {
-                ended += crate::authn::session::end_all(state, &e.realm, &a.user_id, "registry_changed").await?;
-            }
-            audit::record(
-                state,
-                Event::new(&e.realm, "enterprise.claim_ended", "success").actor(&e.rep_user_id).detail(json!({
-                    "reason": "registry: representative changed or enterprise closed",
-                    "delegations_revoked": agents.len(), "sessions_ended": ended,
-                })),
-            )
-            .await;
-            n += 1;
-        }
+        n += registry_changed_one(state, index, t, None).await?.claims_ended as usize;
     }
     Ok(n)
+}
+
+/// One enterprise (blind index) changed in the registry at `since`: the
+/// claims made until then end (a claim made later was checked against the
+/// changed registry and stays). Idempotent like
+/// [`super::registry_deceased_one`]: the sessions of the representative and
+/// the agents end first (again is harmless), then the claim's end, the
+/// revoked delegations and the audit entry commit together, only if that
+/// claim is still there. With `change`, the change is marked applied in the
+/// transaction of the last claim ended.
+pub async fn registry_changed_one(
+    state: &AppState,
+    index: &str,
+    since: i64,
+    change: Option<&crate::store::registry::ChangeRecord>,
+) -> Result<crate::registry::changes::Effects> {
+    use crate::authn::session::end_all;
+    let mut fx = crate::registry::changes::Effects::default();
+    let claims: Vec<_> =
+        store::by_index(&state.db, index).await?.into_iter().filter(|e| e.claimed_at <= since).collect();
+    let last = claims.len().saturating_sub(1);
+    for (i, e) in claims.iter().enumerate() {
+        let agents = store::delegations_for(&state.db, &e.realm, index, now()).await?;
+        let mut ended = end_all(state, &e.realm, &e.rep_user_id, "registry_changed").await?;
+        for a in &agents {
+            ended += end_all(state, &e.realm, &a.user_id, "registry_changed").await?;
+        }
+        let mark = change.filter(|_| i == last).map(|c| c.id);
+        let (realm, idx, rep, claimed_at) = (e.realm.clone(), index.to_string(), e.rep_user_id.clone(), e.claimed_at);
+        let end: audit::Change = Box::new(move |txn| {
+            Box::pin(async move {
+                if store::end_claim(txn, &realm, &idx, &rep, claimed_at, now()).await?.is_none() {
+                    return Err(sea_orm::DbErr::RecordNotUpdated);
+                }
+                if let Some(id) = mark {
+                    crate::store::registry::changes_mark_applied(txn, &[id], now()).await?;
+                }
+                Ok(())
+            })
+        });
+        let mut detail = json!({
+            "reason": "registry: representative changed or enterprise closed",
+            "delegations_revoked": agents.len(), "sessions_ended": ended,
+        });
+        if let Some(c) = change {
+            detail["registry_change"] = json!(c.id);
+            detail["import"] = json!(c.import_id);
+            detail["change"] = json!(c.kind);
+        }
+        let event = Event::new(&e.realm, "enterprise.claim_ended", "success").actor(&e.rep_user_id).detail(detail);
+        if audit::commit_with(state, event, end).await {
+            fx.claims_ended += 1;
+            fx.delegations_revoked += agents.len() as u64;
+            fx.marked |= mark.is_some();
+        } else if store::get(&state.db, &e.realm, index)
+            .await?
+            .is_some_and(|cur| cur.rep_user_id == e.rep_user_id && cur.claimed_at == e.claimed_at)
+        {
+            // Not ended elsewhere meanwhile: the database refused it.
+            return Err(crate::error::Error::Db(sea_orm::DbErr::Custom(
+                "ending the claim and its audit entry could not be committed".into(),
+            )));
+        }
+        fx.sessions_ended += ended as u64;
+    }
+    Ok(fx)
 }

@@ -118,26 +118,73 @@ pub fn normalize_name(name: &str) -> String {
 /// The population registry now lists these persons (blind indexes) as
 /// deceased: every account that proved one of them falls back to L2 and its
 /// sessions end, on every node; each is audited. Returns how many accounts.
+/// (Imports record their changes and apply them through
+/// [`crate::registry::changes`], which calls [`registry_deceased_one`].)
 pub async fn registry_deceased(state: &AppState, indexes: &[String]) -> Result<usize> {
     let mut n = 0;
     for index in indexes {
-        for p in store::proofs_by_index(&state.db, index).await? {
-            if p.level == "L2" {
-                continue;
-            }
-            store::set_level(&state.db, &p.realm, &p.user_id, "L2").await?;
-            let ended = crate::authn::session::end_all(state, &p.realm, &p.user_id, "registry_deceased").await?;
-            audit::record(
-                state,
-                Event::new(&p.realm, "realname.demoted", "success").actor(&p.user_id).detail(
-                    json!({ "from": p.level, "to": "L2", "reason": "registry: deceased", "sessions_ended": ended }),
-                ),
-            )
-            .await;
-            n += 1;
-        }
+        n += registry_deceased_one(state, index, None).await?.accounts_demoted as usize;
     }
     Ok(n)
+}
+
+/// One person (blind index) newly deceased: the accounts that proved them
+/// above L2 are demoted to L2 and their sessions end. Idempotent: each
+/// demotion and its audit entry commit together, only if the proof is still
+/// at the level read, so applying a change again (after a stopped run, or
+/// on two nodes at once) neither demotes nor audits twice. Sessions end
+/// before the demotion commits (ending them again is harmless, so nothing
+/// is lost if the run stops in between) and once more after it, for a
+/// sign-in that read the old level meanwhile. With `change`, the change is
+/// marked applied in the transaction of the last demotion.
+pub async fn registry_deceased_one(
+    state: &AppState,
+    index: &str,
+    change: Option<&crate::store::registry::ChangeRecord>,
+) -> Result<crate::registry::changes::Effects> {
+    use crate::authn::session;
+    let mut fx = crate::registry::changes::Effects::default();
+    let proofs: Vec<_> =
+        store::proofs_by_index(&state.db, index).await?.into_iter().filter(|p| p.level != "L2").collect();
+    let last = proofs.len().saturating_sub(1);
+    for (i, p) in proofs.iter().enumerate() {
+        let ended = session::end_all(state, &p.realm, &p.user_id, "registry_deceased").await?;
+        let mark = change.filter(|_| i == last).map(|c| c.id);
+        let (realm, user, idx, from) = (p.realm.clone(), p.user_id.clone(), index.to_string(), p.level.clone());
+        let demote: audit::Change = Box::new(move |txn| {
+            Box::pin(async move {
+                if !store::demote_if(txn, &realm, &user, &idx, &from, "L2").await? {
+                    return Err(sea_orm::DbErr::RecordNotUpdated);
+                }
+                if let Some(id) = mark {
+                    crate::store::registry::changes_mark_applied(txn, &[id], now()).await?;
+                }
+                Ok(())
+            })
+        });
+        let mut detail =
+            json!({ "from": p.level, "to": "L2", "reason": "registry: deceased", "sessions_ended": ended });
+        if let Some(c) = change {
+            detail["registry_change"] = json!(c.id);
+            detail["import"] = json!(c.import_id);
+        }
+        let event = Event::new(&p.realm, "realname.demoted", "success").actor(&p.user_id).detail(detail);
+        if audit::commit_with(state, event, demote).await {
+            fx.accounts_demoted += 1;
+            fx.marked |= mark.is_some();
+        } else if store::proof_of(&state.db, &p.realm, &p.user_id)
+            .await?
+            .is_some_and(|q| q.level == p.level && q.id_index == index)
+        {
+            // Not applied elsewhere meanwhile: the database refused it.
+            return Err(crate::error::Error::Db(sea_orm::DbErr::Custom(
+                "the demotion and its audit entry could not be committed".into(),
+            )));
+        }
+        let late = session::end_all(state, &p.realm, &p.user_id, "registry_deceased").await?;
+        fx.sessions_ended += (ended + late) as u64;
+    }
+    Ok(fx)
 }
 
 pub enum InPerson {

@@ -46,13 +46,10 @@ pub struct ImportOptions {
     pub today: NaiveDate,
 }
 
-/// What a run did. `deceased`, `rep_changed` and `closed` are the hook for
-/// the verification code: blind indexes (`resident_id` and `uscc` kinds,
-/// the same as `identity_proofs.id_index` and `registry_*` keys) whose
-/// accounts' proofs must be reviewed. They cover the batches this process
-/// committed: after a resume, those of the earlier process are not repeated
-/// (it applied them). `totals` counts the whole import, every run of it:
-/// the counts are kept with the checkpoint.
+/// What a run did. What it changed that matters to accounts is recorded in
+/// `registry_changes` with each batch (see [`super::changes`]); here are
+/// only the counts. `totals` counts the whole import, every run of it: the
+/// counts are kept with the checkpoint.
 #[derive(Debug, Default)]
 pub struct ImportOutcome {
     pub import_id: String,
@@ -69,12 +66,12 @@ pub struct ImportOutcome {
     pub seconds: f64,
     /// `FILE:LINE: what` of the row that stopped an `--on-error abort` run.
     pub aborted: Option<String>,
-    /// Persons whose status became `deceased` (`resident_id` blind indexes).
-    pub deceased: Vec<String>,
-    /// Known enterprises whose legal representative changed (`uscc` indexes).
-    pub rep_changed: Vec<String>,
-    /// Enterprises that became `revoked` or `cancelled` (`uscc` indexes).
-    pub closed: Vec<String>,
+    /// Persons whose status became `deceased` in this process's batches.
+    pub deceased: u64,
+    /// Known enterprises whose legal representative changed, this process's batches.
+    pub rep_changed: u64,
+    /// Enterprises that became `revoked` or `cancelled`, this process's batches.
+    pub closed: u64,
 }
 
 impl ImportOutcome {
@@ -179,7 +176,7 @@ pub async fn import(
                     ..progress
                 };
                 rstore::write_persons(db, &import_id, rows, next).await.map(|(d, p)| {
-                    outcome.deceased.extend(d);
+                    outcome.deceased += d.len() as u64;
                     progress = p;
                     n
                 })
@@ -193,8 +190,8 @@ pub async fn import(
                     ..progress
                 };
                 rstore::write_enterprises(db, &import_id, rows, next).await.map(|(c, p)| {
-                    outcome.rep_changed.extend(c.rep_changed);
-                    outcome.closed.extend(c.closed);
+                    outcome.rep_changed += c.rep_changed.len() as u64;
+                    outcome.closed += c.closed.len() as u64;
                     progress = p;
                     n
                 })
@@ -215,7 +212,11 @@ pub async fn import(
         match written {
             Ok(n) => outcome.rows_written += n as u64,
             Err(e) => {
-                end = Err(format!("database: {e} (after line {} of {display})", progress.lines_done + 1));
+                let line = progress.lines_done + 1;
+                end = Err(format!(
+                    "{display}: database error writing the batch after line {line}: {e} (the lines up to {line} are \
+                     committed; continue with --resume)"
+                ));
                 break;
             }
         }

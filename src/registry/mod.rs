@@ -5,8 +5,10 @@
 //!
 //! What an import changed that matters to accounts — a person newly
 //! `deceased`, an enterprise whose legal representative changed or that was
-//! revoked or cancelled — comes back in [`ImportOutcome`]; that is the hook
-//! for demoting identity proofs (see [`ImportOutcome`]).
+//! revoked or cancelled — is recorded in `registry_changes` with the batch
+//! that changed it, and applied to accounts (demotion, ended claims,
+//! delegations and sessions, audit) exactly once by [`changes`].
+pub mod changes;
 pub mod import;
 pub mod synth;
 

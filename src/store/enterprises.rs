@@ -130,6 +130,31 @@ pub async fn delete<C: ConnectionTrait>(db: &C, realm: &str, uscc_index: &str) -
         .map(|_| ())
 }
 
+/// Ends one claim — the one `rep_user_id` made at `claimed_at`, not a later
+/// re-claim — and revokes the enterprise's delegations. Returns whether the
+/// claim was still there (a concurrent or earlier application did not end
+/// it first) and how many delegations were revoked.
+pub async fn end_claim<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    uscc_index: &str,
+    rep_user_id: &str,
+    claimed_at: i64,
+    at: i64,
+) -> Result<Option<u64>, DbErr> {
+    let gone = enterprise::Entity::delete_many()
+        .filter(enterprise::Column::Realm.eq(realm))
+        .filter(enterprise::Column::UsccIndex.eq(uscc_index))
+        .filter(enterprise::Column::RepUserId.eq(rep_user_id))
+        .filter(enterprise::Column::ClaimedAt.eq(claimed_at))
+        .exec(db)
+        .await?;
+    if gone.rows_affected == 0 {
+        return Ok(None);
+    }
+    Ok(Some(revoke(db, realm, uscc_index, None, at).await?))
+}
+
 /// The enterprises claimed in a realm, oldest claim first, a page at a time.
 pub async fn list<C: ConnectionTrait>(
     db: &C,

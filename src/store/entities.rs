@@ -324,6 +324,26 @@ pub mod registry_import {
     no_relations!();
 }
 
+pub mod registry_change {
+    use sea_orm::entity::prelude::*;
+    /// A change of a registry that matters to accounts, recorded with the
+    /// import batch that made it; pending until its consequences are applied.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub import_id: String,
+        /// `deceased`, `rep_changed` or `closed`.
+        pub kind: String,
+        /// Blind index of the person's ID number or the enterprise's credit code.
+        pub blind_index: String,
+        pub created_at: i64,
+        pub applied_at: Option<i64>,
+    }
+    no_relations!();
+}
+
 pub mod identity_proof {
     use sea_orm::entity::prelude::*;
     /// What an account proved about its holder in a realm (L3 and up).

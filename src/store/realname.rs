@@ -53,6 +53,28 @@ pub async fn set_level<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str, l
         .map(|_| ())
 }
 
+/// Lowers a proof of `id_index` from `from` to `to`, only if it is still at
+/// `from` (a concurrent or earlier application did not get there first).
+/// Returns whether it did.
+pub async fn demote_if<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    user_id: &str,
+    id_index: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, DbErr> {
+    let r = identity_proof::Entity::update_many()
+        .col_expr(identity_proof::Column::Level, Expr::value(to))
+        .filter(identity_proof::Column::Realm.eq(realm))
+        .filter(identity_proof::Column::UserId.eq(user_id))
+        .filter(identity_proof::Column::IdIndex.eq(id_index))
+        .filter(identity_proof::Column::Level.eq(from))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected > 0)
+}
+
 pub async fn delete_proof<C: ConnectionTrait>(db: &C, realm: &str, user_id: &str) -> Result<(), DbErr> {
     identity_proof::Entity::delete_many()
         .filter(identity_proof::Column::Realm.eq(realm))

@@ -1,16 +1,18 @@
 //! The imported registries and their import runs. Rows are keyed by blind
-//! index and hold only sealed values; a batch of rows and the run's progress
+//! index and hold only sealed values; a batch of rows, the run's progress
+//! and what the batch changed that matters to accounts (`registry_changes`)
 //! are written in one transaction, so a resumed run continues exactly after
-//! the last committed batch.
+//! the last committed batch and no change is lost however a run ends.
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
 };
 
-use super::entities::{registry_enterprise, registry_import, registry_person};
+use super::entities::{registry_change, registry_enterprise, registry_import, registry_person};
 use super::now;
 
+pub use registry_change::Model as ChangeRecord;
 pub use registry_enterprise::Model as EnterpriseRecord;
 pub use registry_import::Model as ImportRecord;
 pub use registry_person::Model as PersonRecord;
@@ -151,7 +153,8 @@ async fn person_statuses<C: ConnectionTrait>(db: &C, indexes: &[&str]) -> Result
 }
 
 /// Writes a batch of persons (inserting new numbers, updating known ones in
-/// place) and the import's progress in one transaction. `progress` is what
+/// place), the import's progress and the batch's pending changes
+/// (`deceased`) in one transaction. `progress` is what
 /// the batch brings the import to, except for the changes, which are added
 /// here. Returns the indexes of persons whose status became `deceased` with
 /// this batch (including persons the registry did not hold before), and the
@@ -192,6 +195,7 @@ pub async fn write_persons(
             .await?;
     }
     progress.deceased += newly.len() as i64;
+    record_changes(&txn, import_id, DECEASED, &newly).await?;
     set_progress(&txn, import_id, progress).await?;
     txn.commit().await?;
     Ok((newly, progress))
@@ -206,8 +210,9 @@ pub struct EnterpriseChanges {
     pub closed: Vec<String>,
 }
 
-/// Writes a batch of enterprises and the import's progress (with the
-/// batch's changes added, as for persons) in one transaction.
+/// Writes a batch of enterprises, the import's progress (with the batch's
+/// changes added, as for persons) and its pending changes (`rep_changed`,
+/// `closed`) in one transaction.
 pub async fn write_enterprises(
     db: &DatabaseConnection,
     import_id: &str,
@@ -270,6 +275,8 @@ pub async fn write_enterprises(
     }
     progress.rep_changed += changes.rep_changed.len() as i64;
     progress.closed += changes.closed.len() as i64;
+    record_changes(&txn, import_id, REP_CHANGED, &changes.rep_changed).await?;
+    record_changes(&txn, import_id, CLOSED, &changes.closed).await?;
     set_progress(&txn, import_id, progress).await?;
     txn.commit().await?;
     Ok((changes, progress))
@@ -281,4 +288,118 @@ pub async fn person_get<C: ConnectionTrait>(db: &C, id_index: &str) -> Result<Op
 
 pub async fn enterprise_get<C: ConnectionTrait>(db: &C, uscc_index: &str) -> Result<Option<EnterpriseRecord>, DbErr> {
     registry_enterprise::Entity::find_by_id(uscc_index.to_string()).one(db).await
+}
+
+/// Kinds of `registry_changes`: a person newly deceased…
+pub const DECEASED: &str = "deceased";
+/// …a known enterprise with another legal representative…
+pub const REP_CHANGED: &str = "rep_changed";
+/// …an enterprise newly revoked or cancelled.
+pub const CLOSED: &str = "closed";
+
+/// Rows per INSERT of changes (well under every database's bind limit).
+const CHANGES_PER_INSERT: usize = 1000;
+
+/// Records pending changes (blind indexes of one kind) of an import, in the
+/// caller's transaction: the batch that made them.
+async fn record_changes<C: ConnectionTrait>(
+    db: &C,
+    import_id: &str,
+    kind: &str,
+    indexes: &[String],
+) -> Result<(), DbErr> {
+    let t = now();
+    for chunk in indexes.chunks(CHANGES_PER_INSERT) {
+        let models = chunk.iter().map(|index| registry_change::ActiveModel {
+            import_id: Set(import_id.to_string()),
+            kind: Set(kind.to_string()),
+            blind_index: Set(index.clone()),
+            created_at: Set(t),
+            applied_at: Set(None),
+            ..Default::default()
+        });
+        registry_change::Entity::insert_many(models).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+/// The newest pending change's id (pending changes up to it are one pass's work).
+pub async fn changes_pending_last<C: ConnectionTrait>(db: &C) -> Result<Option<i64>, DbErr> {
+    registry_change::Entity::find()
+        .select_only()
+        .column(registry_change::Column::Id)
+        .filter(registry_change::Column::AppliedAt.is_null())
+        .order_by_desc(registry_change::Column::Id)
+        .into_tuple::<i64>()
+        .one(db)
+        .await
+}
+
+/// A page of pending changes with `after < id <= upto`, oldest first.
+pub async fn changes_pending_page<C: ConnectionTrait>(
+    db: &C,
+    after: i64,
+    upto: i64,
+    limit: u64,
+) -> Result<Vec<ChangeRecord>, DbErr> {
+    use registry_change::Column as C;
+    registry_change::Entity::find()
+        .filter(C::AppliedAt.is_null())
+        .filter(C::Id.gt(after))
+        .filter(C::Id.lte(upto))
+        .order_by_asc(C::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Marks changes applied unless they already are; returns how many this call marked.
+pub async fn changes_mark_applied<C: ConnectionTrait>(db: &C, ids: &[i64], at: i64) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    use registry_change::Column as C;
+    let r = registry_change::Entity::update_many()
+        .col_expr(C::AppliedAt, sea_orm::sea_query::Expr::value(at))
+        .filter(C::Id.is_in(ids.iter().copied()))
+        .filter(C::AppliedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}
+
+/// A page of an import's changes (applied or not), oldest first.
+pub async fn changes_of_import<C: ConnectionTrait>(
+    db: &C,
+    import_id: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<ChangeRecord>, DbErr> {
+    use registry_change::Column as C;
+    registry_change::Entity::find()
+        .filter(C::ImportId.eq(import_id))
+        .filter(C::Id.gt(after))
+        .order_by_asc(C::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// How many changes an import recorded, and how many of them are pending.
+pub async fn changes_count<C: ConnectionTrait>(db: &C, import_id: &str) -> Result<(u64, u64), DbErr> {
+    use registry_change::Column as C;
+    use sea_orm::PaginatorTrait;
+    let all = registry_change::Entity::find().filter(C::ImportId.eq(import_id)).count(db).await?;
+    let pending = registry_change::Entity::find()
+        .filter(C::ImportId.eq(import_id))
+        .filter(C::AppliedAt.is_null())
+        .count(db)
+        .await?;
+    Ok((all, pending))
+}
+
+/// How many changes of any import are pending.
+pub async fn changes_pending_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    registry_change::Entity::find().filter(registry_change::Column::AppliedAt.is_null()).count(db).await
 }

@@ -291,3 +291,256 @@ async fn enterprises_import_and_report_a_new_legal_representative() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Makes the database refuse to insert one row (`column` = `value`) into
+/// `table`: a fault injected from outside, as a lost connection or a full
+/// disk would stop an import between two batches. Undone by `heal`.
+async fn poison(conn: &sea_orm::DatabaseConnection, table: &str, column: &str, value: &str) {
+    use sea_orm::ConnectionTrait;
+    let sql = if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        vec![format!(
+            "CREATE TRIGGER poison_{table} BEFORE INSERT ON {table} FOR EACH ROW WHEN NEW.{column} = '{value}' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    } else {
+        vec![
+            format!(
+                "CREATE FUNCTION poison_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.{column} = '{value}' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER poison_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION poison_{table}()"
+            ),
+        ]
+    };
+    for q in sql {
+        conn.execute_unprepared(&q).await.expect("poison");
+    }
+}
+
+async fn heal(conn: &sea_orm::DatabaseConnection, table: &str) {
+    use sea_orm::ConnectionTrait;
+    let sql = if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        vec![format!("DROP TRIGGER poison_{table}")]
+    } else {
+        vec![format!("DROP TRIGGER poison_{table} ON {table}"), format!("DROP FUNCTION poison_{table}()")]
+    };
+    for q in sql {
+        conn.execute_unprepared(&q).await.expect("heal");
+    }
+}
+
+/// Synthetic data lines, all alive or active (no changes of their own).
+fn filler(kind: &str, count: &str, seed: &str, env: &[(String, String)], dir: &std::path::Path) -> Vec<String> {
+    let file = dir.join(format!("filler-{kind}-{seed}.csv"));
+    let (ok, _, err) =
+        civid(&["registry", "synth", "--kind", kind, "--count", count, "--seed", seed, "--out", s(&file)], env, None);
+    assert!(ok, "{err}");
+    data_lines(&file)
+        .into_iter()
+        .map(|l| match l.rsplit_once(',') {
+            Some((head, "deceased")) => format!("{head},alive"),
+            Some((head, "revoked" | "cancelled")) => format!("{head},active"),
+            _ => l,
+        })
+        .collect()
+}
+
+const PERSON_HEADER: &str = "id_number,name,status";
+const ENTERPRISE_HEADER: &str = "uscc,name,legal_rep_id_number,legal_rep_name,status";
+
+/// A person verified at L3 whom the registry will report deceased; returns
+/// the account and the ID number.
+async fn verified_person(server: &crate::harness::TestServer) -> (String, String) {
+    let s = &server.state;
+    let realm = s.realms.get("test").expect("realm");
+    let birth = chrono::NaiveDate::from_ymd_opt(1950, 3, 3).expect("date");
+    let id = ResidentId::generate("110105", birth, 77).expect("id").as_str().to_string();
+    let user = server.user("test", "zhaomin", crate::realname::PW).await;
+    crate::realname::registry_row(server, &id, "赵敏", "alive").await;
+    let v = civid::realname::verify(s, &realm, &user, &id, birth, "赵敏", 0, None).await.expect("verify");
+    assert_eq!(v, civid::realname::Outcome::Verified("L3".into()));
+    (user, id)
+}
+
+/// Signs the person in (a live SSO session at L3).
+async fn signed_in(server: &crate::harness::TestServer, user: &str) {
+    let s = &server.state;
+    let realm = s.realms.get("test").expect("realm");
+    let sid = civid::authn::session::new_id().expect("sid");
+    civid::authn::session::create(s, &realm, sid, user, vec!["pwd".into()], "L3").await.expect("session");
+}
+
+/// (live, ended by `reason`) sessions of a person.
+async fn sessions_of(server: &crate::harness::TestServer, user: &str, reason: &str) -> (usize, usize) {
+    let all = civid::store::sessions::all_of_user(&server.state.db, "test", user).await.expect("sessions");
+    let live = all.iter().filter(|r| r.ended_at.is_none()).count();
+    let ended = all.iter().filter(|r| r.ended_at.is_some() && r.end_reason.as_deref() == Some(reason)).count();
+    (live, ended)
+}
+
+async fn audited(server: &crate::harness::TestServer, kind: &str) -> Vec<civid::store::audit::EntryRecord> {
+    civid::store::audit::list(&server.state.db, "test", Some(kind), 100).await.expect("audit")
+}
+
+async fn pending_changes(conn: &sea_orm::DatabaseConnection) -> Vec<civid::store::registry::ChangeRecord> {
+    use civid::store::entities::registry_change;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    registry_change::Entity::find().filter(registry_change::Column::AppliedAt.is_null()).all(conn).await.expect("db")
+}
+
+#[tokio::test]
+async fn changes_committed_before_a_crash_are_applied_exactly_once_later() {
+    // No background pass: the commands alone apply what is pending.
+    let server = crate::harness::TestServer::start_configured(|s| s.registry_apply_secs = 0).await;
+    let st = &server.state;
+    let db = server.settings.database_url.clone();
+    let env = node_env(&db, Some(&server.settings.redis_key_prefix));
+    let dir = tempfile::tempdir().expect("dir");
+    // A representative and an agent of an enterprise, and a third person; all
+    // L3 and signed in.
+    let ent = crate::enterprise::setup(&server).await;
+    let (zhao, dead_id) = verified_person(&server).await;
+    for u in [&ent.rep, &ent.agent, &zhao] {
+        signed_in(&server, u).await;
+    }
+
+    // The population registry reports the third person deceased in the
+    // first batch; the third batch fails (the database refuses a row).
+    let mut lines = vec![format!("{dead_id},赵敏,deceased")];
+    lines.extend(filler("person", "20", "11", &env, dir.path()));
+    let persons = dir.path().join("persons.csv");
+    write_lines(&persons, PERSON_HEADER, &lines);
+    let poisoned = st.secrets.sealer.blind_index("resident_id", lines[10].split(',').next().expect("id"));
+    poison(&st.db, "registry_persons", "id_index", &poisoned).await;
+    let args = ["registry", "import", "--kind", "person", s(&persons), "--batch-size", "4"];
+    let (ok, out, err) = civid(&args, &env, None);
+    assert!(!ok, "the database error fails the import: {out}");
+    assert!(
+        err.contains("persons.csv: database error writing the batch after line 9") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(err.contains("1 registry changes are recorded and pending"), "{err}");
+    assert!(!err.contains(&dead_id) && !out.contains(&dead_id), "no ID number in the output");
+    // Committed with the batch, not yet applied: the account is still L3.
+    let pending = pending_changes(&st.db).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].kind, "deceased");
+    assert_eq!(pending[0].blind_index, civid::realname::id_index(st, &dead_id));
+    assert_eq!(civid::realname::level_of(st, "test", &zhao).await.expect("level"), "L3");
+    assert_eq!(sessions_of(&server, &zhao, "registry_deceased").await, (1, 0));
+
+    // An operator applies it (or the next import, or a server); again does nothing.
+    let (ok, out, err) = civid(&["registry", "apply-changes"], &env, None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "1 changes applied (1 accounts demoted to L2, 0 enterprise claims ended, 0 delegations revoked, \
+             1 sessions ended)"
+        ),
+        "{out}"
+    );
+    assert_eq!(civid::realname::level_of(st, "test", &zhao).await.expect("level"), "L2");
+    assert_eq!(sessions_of(&server, &zhao, "registry_deceased").await, (0, 1));
+    let demoted = audited(&server, "realname.demoted").await;
+    assert_eq!(demoted.len(), 1);
+    assert_eq!(demoted[0].actor.as_deref(), Some(zhao.as_str()));
+    assert!(demoted[0].detail.contains("registry_change") && !demoted[0].detail.contains(&dead_id), "{demoted:?}");
+    assert!(pending_changes(&st.db).await.is_empty());
+    let (ok, out, err) = civid(&["registry", "apply-changes"], &env, None);
+    assert!(ok, "{err}");
+    assert!(out.contains("0 changes applied (0 accounts demoted"), "{out}");
+    assert_eq!(audited(&server, "realname.demoted").await.len(), 1, "audited once");
+
+    // The legal-person registry names a new representative of the
+    // enterprise in the first batch; the third batch fails.
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+    let new_rep = ResidentId::generate("330106", today - chrono::Days::new(40 * 365), 555).expect("id");
+    let mut lines = vec![format!("{},示例科技有限公司,{},钱多多,active", crate::realname::USCC, new_rep.as_str())];
+    lines.extend(filler("enterprise", "20", "5", &env, dir.path()));
+    let ents = dir.path().join("enterprises.csv");
+    write_lines(&ents, ENTERPRISE_HEADER, &lines);
+    let poisoned = st.secrets.sealer.blind_index("uscc", lines[10].split(',').next().expect("uscc"));
+    poison(&st.db, "registry_enterprises", "uscc_index", &poisoned).await;
+    let eargs = ["registry", "import", "--kind", "enterprise", s(&ents), "--batch-size", "4"];
+    let (ok, out, err) = civid(&eargs, &env, None);
+    assert!(!ok, "{out}");
+    assert!(err.contains("enterprises.csv: database error writing the batch after line 9"), "{err}");
+    let pending = pending_changes(&st.db).await;
+    assert_eq!(pending.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(), vec!["rep_changed"]);
+    assert!(civid::store::enterprises::get(&st.db, "test", &ent.index).await.expect("db").is_some(), "not yet ended");
+    assert_eq!(sessions_of(&server, &ent.agent, "registry_changed").await, (1, 0));
+
+    // The resume applies what the failed run left pending before it goes on.
+    heal(&st.db, "registry_persons").await;
+    heal(&st.db, "registry_enterprises").await;
+    let (ok, out, err) = civid(&[&eargs[..], &["--resume"]].concat(), &env, None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "left pending by earlier runs: 1 changes applied (0 accounts demoted to L2, 1 enterprise claims \
+             ended, 1 delegations revoked, 2 sessions ended)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("resumed after line 9"), "{out}");
+    assert!(out.contains("after this run: 0 changes applied"), "{out}");
+    assert!(out.contains("1 changes for accounts recorded (every run), 1 applied, 0 pending"), "{out}");
+    assert!(civid::store::enterprises::get(&st.db, "test", &ent.index).await.expect("db").is_none(), "claim ended");
+    let live =
+        civid::store::enterprises::delegations_for(&st.db, "test", &ent.index, civid::store::now()).await.expect("db");
+    assert!(live.is_empty(), "the agent's delegation is revoked");
+    assert!(civid::realname::enterprise::orgs_of(st, "test", &ent.agent).await.expect("orgs").is_empty());
+    assert_eq!(sessions_of(&server, &ent.rep, "registry_changed").await, (0, 1));
+    assert_eq!(sessions_of(&server, &ent.agent, "registry_changed").await, (0, 1));
+    assert_eq!(audited(&server, "enterprise.claim_ended").await.len(), 1);
+
+    // The person import resumes too; nothing is applied twice.
+    let (ok, out, err) = civid(&[&args[..], &["--resume"]].concat(), &env, None);
+    assert!(ok, "{err}");
+    assert!(!out.contains("left pending by earlier runs"), "{out}");
+    assert!(out.contains("after this run: 0 changes applied"), "{out}");
+    assert!(out.contains("1 changes for accounts recorded (every run), 1 applied, 0 pending"), "{out}");
+    let (ok, out, err) = civid(&["registry", "apply-changes"], &env, None);
+    assert!(ok && out.contains("0 changes applied"), "{out}{err}");
+    assert_eq!(audited(&server, "realname.demoted").await.len(), 1, "audited once");
+    assert_eq!(audited(&server, "enterprise.claim_ended").await.len(), 1, "audited once");
+    assert_eq!(civid::realname::level_of(st, "test", &zhao).await.expect("level"), "L2");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_applies_what_a_crashed_import_left_pending() {
+    let server = crate::harness::TestServer::start_configured(|s| s.registry_apply_secs = 1).await;
+    let st = &server.state;
+    let env = node_env(&server.settings.database_url, Some(&server.settings.redis_key_prefix));
+    let dir = tempfile::tempdir().expect("dir");
+    let (zhao, dead_id) = verified_person(&server).await;
+    signed_in(&server, &zhao).await;
+    let mut lines = vec![format!("{dead_id},赵敏,deceased")];
+    lines.extend(filler("person", "8", "12", &env, dir.path()));
+    let persons = dir.path().join("persons.csv");
+    write_lines(&persons, PERSON_HEADER, &lines);
+    let poisoned = st.secrets.sealer.blind_index("resident_id", lines[5].split(',').next().expect("id"));
+    poison(&st.db, "registry_persons", "id_index", &poisoned).await;
+    let (ok, _, err) = civid(&["registry", "import", "--kind", "person", s(&persons), "--batch-size", "2"], &env, None);
+    assert!(!ok && err.contains("after line 5"), "{err}");
+    // Nobody runs a command: the node's background pass applies it.
+    let mut level = String::new();
+    for _ in 0..100 {
+        level = civid::realname::level_of(st, "test", &zhao).await.expect("level");
+        if level == "L2" && pending_changes(&st.db).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(level, "L2");
+    assert!(pending_changes(&st.db).await.is_empty());
+    assert_eq!(sessions_of(&server, &zhao, "registry_deceased").await, (0, 1));
+    // Later passes (and the operator's) do nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (ok, out, err) = civid(&["registry", "apply-changes"], &env, None);
+    assert!(ok && out.contains("0 changes applied"), "{out}{err}");
+    assert_eq!(audited(&server, "realname.demoted").await.len(), 1, "audited once");
+    server.stop().await;
+}
