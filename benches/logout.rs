@@ -1,7 +1,14 @@
 //! Back-channel logout throughput: how many logout tokens per second one
 //! node's outbox worker delivers to a local receiver.
 //!
-//! `cargo bench --bench logout -- [--postgres URL] [--sessions N] [--portals P] [--alg RS256|ES256|EdDSA] [--concurrency N]`
+//! `cargo bench --bench logout -- [--postgres URL] [--sessions N] [--portals P] [--alg RS256|ES256|EdDSA] [--concurrency N] [--fanout N]`
+//!
+//! With `--fanout N` it measures instead what a citizen waits for: N
+//! sign-outs, one after another, each of a session in which all P portals
+//! took part, through the real HTTP path (`POST /realms/bench/logout/confirm`
+//! with the session cookie and its form token, as the confirmation page
+//! sends it), timed from request to response, while the node's worker
+//! delivers the logout tokens in the background as in production.
 //!
 //! N sessions, each with P portals that registered a back-channel logout
 //! URI, are ended through the real path (`logout::end_and_enqueue`: the
@@ -26,10 +33,11 @@ struct Args {
     portals: usize,
     alg: String,
     concurrency: usize,
+    fanout: usize,
 }
 
 fn args() -> Args {
-    let mut a = Args { postgres: None, sessions: 5_000, portals: 1, alg: "RS256".into(), concurrency: 64 };
+    let mut a = Args { postgres: None, sessions: 5_000, portals: 1, alg: "RS256".into(), concurrency: 64, fanout: 0 };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -40,6 +48,7 @@ fn args() -> Args {
             "--portals" => a.portals = next.parse().unwrap_or(a.portals),
             "--alg" => a.alg = next,
             "--concurrency" => a.concurrency = next.parse().unwrap_or(a.concurrency),
+            "--fanout" => a.fanout = next.parse().unwrap_or(a.fanout),
             _ => {
                 i += 1;
                 continue;
@@ -109,6 +118,10 @@ async fn main() {
         .await
         .expect("state");
     let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    if a.fanout > 0 {
+        fanout(&state, &a, backend, received).await;
+        return;
+    }
     let total = (a.sessions * a.portals) as u64;
     println!(
         "# civid logout bench: {backend}, {} sessions x {} portals = {total} logout tokens, {}, worker concurrency {}",
@@ -196,6 +209,80 @@ async fn main() {
         total as f64 / received_all.as_secs_f64(),
         done.as_secs_f64(),
         total as f64 / done.as_secs_f64(),
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// Sign-outs of sessions with `a.portals` portals each, timed as the
+/// citizen sees them.
+async fn fanout(state: &civid::state::SharedState, a: &Args, backend: &str, received: Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind civid");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = civid::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let tasks = civid::logout::worker::spawn(state.clone());
+    let realm = state.realms.get("bench").expect("bench realm");
+    let clients: Vec<String> = (0..a.portals).map(|p| format!("portal{p}")).collect();
+    let clients = serde_json::to_string(&clients).expect("json");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    println!(
+        "# civid logout fan-out bench: {backend}, {} sign-outs, one at a time, each of a session with {} portals ({}), worker concurrency {}",
+        a.fanout, a.portals, a.alg, a.concurrency
+    );
+    let mut times = Vec::with_capacity(a.fanout);
+    let warmup = 10.min(a.fanout);
+    for i in 0..a.fanout + warmup {
+        let sid = civid::authn::session::new_id().expect("sid");
+        let (cookie, sess) =
+            civid::authn::session::create(state, &realm, sid, &format!("user{i}"), vec!["pwd".into()], "L2")
+                .await
+                .expect("session");
+        civid::store::sessions::set_clients(&state.db, "bench", &sess.id, clients.clone(), civid::store::now())
+            .await
+            .expect("clients");
+        let token_hash = civid::crypto::random::sha256_b64(cookie.as_bytes());
+        let csrf = state.secrets.csrf_token(&token_hash, "logout:confirm");
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{base}/realms/bench/logout/confirm"))
+            .header("cookie", format!("civid-bench={cookie}"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .expect("sign-out");
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        let took = t.elapsed();
+        assert_eq!(status, 200, "sign-out answered");
+        if i >= warmup {
+            times.push(took);
+        }
+    }
+    times.sort();
+    let pick = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
+    let mean = times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len() as f64 * 1000.0;
+    println!(
+        "sign-out with {} portals: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms ({} sign-outs)",
+        a.portals,
+        pick(0.50),
+        pick(0.99),
+        pick(1.0),
+        mean,
+        times.len()
+    );
+    let total = ((a.fanout + warmup) * a.portals) as u64;
+    let start = Instant::now();
+    while received.load(Ordering::Relaxed) < total && start.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "background delivery: {} of {total} logout tokens received {:.2} s after the last sign-out",
+        received.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64()
     );
     for t in tasks {
         t.abort();

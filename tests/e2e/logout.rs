@@ -409,6 +409,44 @@ async fn signing_out_sends_verified_logout_tokens_to_both_portals_and_ends_sso()
     server.stop().await;
 }
 
+/// RP-Initiated Logout at portal A (its ID token as the hint): both portals
+/// get their logout tokens, SSO is over for both, and A gets its page back.
+#[tokio::test]
+async fn a_logout_requested_by_one_portal_reaches_both_by_the_back_channel() {
+    let server = TestServer::start().await;
+    server.user("test", "bcl-rp", PASSWORD).await;
+    let pa = Portal::start(&server, "portal-a").await;
+    let pb = Portal::start(&server, "portal-b").await;
+    set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
+    set_backchannel(&server, "portal-b", Some(&pb.uri)).await;
+    let b = browser();
+    let (a, bb) = sign_in_both(&server, &b, "bcl-rp").await;
+    let hint = a.tokens.id_token().expect("id token").to_string();
+    let url = format!(
+        "{}/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fa.example.test%2Fbye&state=rp1",
+        server.issuer("test")
+    );
+    let resp = b.get(&url).send().await.expect("logout");
+    // Portal B also registered a front-channel page: the signed-out page
+    // loads it, then continues to portal A.
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html").replace("&#x2f;", "/");
+    assert!(html.contains("href=\"https://a.example.test/bye?state=rp1\""), "{html}");
+    let got_a = pa.wait_for(1, 10).await;
+    let got_b = pb.wait_for(1, 10).await;
+    assert_eq!((got_a.len(), got_b.len()), (1, 1), "refused: {:?} {:?}", pa.refused(), pb.refused());
+    check_token(&got_a[0], &a);
+    check_token(&got_b[0], &bb);
+    assert_eq!(silent_error(&server, &b, "portal-a", "secret-a", A_CB).await.as_deref(), Some("login_required"));
+    assert_eq!(silent_error(&server, &b, "portal-b", "secret-b", B_CB).await.as_deref(), Some("login_required"));
+    // Replayed: nothing more is sent.
+    let resp = b.get(&url).send().await.expect("replay");
+    assert_eq!(resp.status(), 303);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((pa.wait_for(1, 1).await.len(), pb.wait_for(1, 1).await.len()), (1, 1), "no second token");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_portal_down_gets_its_token_when_back_and_one_never_back_is_given_up_visibly() {
     let server = TestServer::start().await;
