@@ -11,6 +11,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod oidc;
+pub mod proxy;
 pub mod realm;
 pub mod realname;
 pub mod registry;
