@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::{Cidr, ForwardedHeader};
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -20,6 +22,12 @@ pub struct Settings {
     /// The URL citizens and portals reach civid at; issuers are
     /// `{public_url}/realms/{realm}`. Empty: `http://{listen}`.
     pub public_url: String,
+    /// Reverse proxies (CIDR blocks or addresses) whose forwarded header is
+    /// believed for the client address used by rate limits and the audit
+    /// log. Empty (the default): every forwarded header is ignored.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header those proxies write: `x-forwarded-for` or `forwarded` (RFC 7239).
+    pub forwarded_header: ForwardedHeader,
     /// sea-orm URL: `sqlite://data/civid.db?mode=rwc` or `postgres://…`.
     pub database_url: String,
     /// Maximum connections in the database pool.
@@ -114,6 +122,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: "127.0.0.1:8081".into(),
             public_url: String::new(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             database_url: "sqlite://data/civid.db?mode=rwc".into(),
             database_max_connections: 16,
             redis_url: String::new(),

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod logout;
 pub mod metrics;
 pub mod oidc;
+pub mod proxy;
 pub mod realm;
 pub mod realname;
 pub mod registry;

@@ -149,13 +149,29 @@ pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
 }
 
-/// The peer address. (Trusted proxies arrive with the deployment issue.)
+/// The client's address: the peer's, or, when the peer is one of
+/// `trusted_proxies`, the first untrusted hop of the forwarded header
+/// (`crate::proxy`). Rate limits and the audit log use it.
 pub struct ClientIp(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<SharedState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+            return Ok(ClientIp(None));
+        };
+        let s = &state.settings;
+        if s.trusted_proxies.is_empty() {
+            return Ok(ClientIp(Some(peer.to_canonical().to_string())));
+        }
+        let header = s.forwarded_header;
+        // A line that is not visible ASCII is malformed: the peer, then.
+        let lines: Option<Vec<&str>> = parts.headers.get_all(header.name()).iter().map(|v| v.to_str().ok()).collect();
+        let ip = match lines {
+            Some(lines) => crate::proxy::client_ip(peer, &s.trusted_proxies, header, &lines),
+            None => peer.to_canonical(),
+        };
+        Ok(ClientIp(Some(ip.to_string())))
     }
 }

@@ -54,9 +54,35 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(opts).await
 }
 
+/// Applies this binary's pending migrations. A database already migrated by
+/// a newer civid (during a rolling upgrade, or after rolling a binary back)
+/// holds migrations this binary does not know: migrations are additive, so
+/// when every migration this binary knows is applied it runs as it is and
+/// says so. If it also lacks some of its own, the schema has diverged and it
+/// refuses.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    use migrations::MigratorTrait;
-    migrations::Migrator::up(db, None).await
+    use migrations::{Migrator, MigratorTrait};
+    let applied: std::collections::HashSet<String> =
+        Migrator::get_migration_models(db).await?.into_iter().map(|m| m.version).collect();
+    let known: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_string()).collect();
+    let mut newer: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
+    if newer.is_empty() {
+        return Migrator::up(db, None).await;
+    }
+    newer.sort();
+    let missing: Vec<&String> = known.iter().filter(|k| !applied.contains(*k)).collect();
+    if missing.is_empty() {
+        tracing::warn!(
+            newer = ?newer,
+            "the database has migrations newer than this civid (a rolling upgrade?); running on the newer schema"
+        );
+        Ok(())
+    } else {
+        Err(DbErr::Custom(format!(
+            "the database has migrations this civid does not know ({newer:?}) but lacks some it does ({missing:?}): \
+             run the civid that applied them"
+        )))
+    }
 }
 
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
