@@ -176,11 +176,36 @@ pub async fn add_client(
     if s.clients.iter().any(|c| c == client_id) {
         return Ok(());
     }
-    s.clients.push(client_id.to_string());
-    let clients = serde_json::to_string(&s.clients).unwrap_or_else(|_| "[]".into());
-    sessions::set_clients(&state.db, &realm.name, &s.id, clients, now()).await?;
-    cache(state, &realm.name, token_hash, s).await;
-    Ok(())
+    // Compare-and-set on the stored list: two portals signed in to at the
+    // same moment (two tabs, two nodes) both end up in it, so both are
+    // told at logout. The cached list may be stale; on a miss the row is
+    // read again.
+    let mut base = s.clients.clone();
+    for _ in 0..8 {
+        if !base.iter().any(|c| c == client_id) {
+            let mut next = base.clone();
+            next.push(client_id.to_string());
+            let (expected, new) = (json_list(&base), json_list(&next));
+            if sessions::set_clients_if(&state.db, &realm.name, &s.id, expected, new, now()).await? {
+                s.clients = next;
+                cache(state, &realm.name, token_hash, s).await;
+                return Ok(());
+            }
+        } else {
+            s.clients = base;
+            cache(state, &realm.name, token_hash, s).await;
+            return Ok(());
+        }
+        base = match sessions::get(&state.db, &realm.name, &s.id).await? {
+            Some(r) => serde_json::from_str(&r.clients).unwrap_or_default(),
+            None => return Ok(()),
+        };
+    }
+    Err(crate::error::Error::internal("the session's portals kept changing"))
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
 /// Records a step-up: the session now also has `added` (e.g. `otp`, `mfa`)

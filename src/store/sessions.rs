@@ -63,6 +63,27 @@ pub async fn set_clients<C: ConnectionTrait>(
         .map(|_| ())
 }
 
+/// Sets the portals of a session only if they are still `expected`:
+/// concurrent sign-ins to two portals each add theirs, and neither is lost.
+pub async fn set_clients_if<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    id: &str,
+    expected: String,
+    clients: String,
+    seen: i64,
+) -> Result<bool, DbErr> {
+    sso_session::Entity::update_many()
+        .col_expr(sso_session::Column::Clients, Expr::value(clients))
+        .col_expr(sso_session::Column::LastSeenAt, Expr::value(seen))
+        .filter(sso_session::Column::Realm.eq(realm))
+        .filter(sso_session::Column::Id.eq(id))
+        .filter(sso_session::Column::Clients.eq(expected))
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected == 1)
+}
+
 pub async fn touch<C: ConnectionTrait>(db: &C, realm: &str, id: &str, seen: i64) -> Result<(), DbErr> {
     sso_session::Entity::update_many()
         .col_expr(sso_session::Column::LastSeenAt, Expr::value(seen))

@@ -657,6 +657,9 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
             kek: crate::harness::TEST_KEK.into(),
             redis_url: redis_url().unwrap_or_default(),
             redis_key_prefix: prefix.clone(),
+            // Realm "other" verifies over http: a node needs a verifier.
+            verifier_url: crate::harness::UNUSED_VERIFIER.into(),
+            verifier_secret: "unused".into(),
             ..Default::default()
         },
         None,

@@ -317,3 +317,37 @@ fn decode_claims(jwt: &str) -> serde_json::Value {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64");
     serde_json::from_slice(&bytes).expect("json")
 }
+
+/// Two portals signed in to at the same moment from one session (two
+/// tabs, two nodes: each request holds its own copy of the session) are
+/// both recorded, so both are told at logout.
+#[tokio::test]
+async fn portals_added_from_stale_copies_of_a_session_are_both_recorded() {
+    let server = TestServer::start().await;
+    let uid = server.user("test", "lo6", PW).await;
+    let realm = server.state.realms.get("test").expect("realm");
+    let sid = civid::authn::session::new_id().expect("sid");
+    let (cookie, s) = civid::authn::session::create(&server.state, &realm, sid, &uid, vec!["pwd".into()], "L2")
+        .await
+        .expect("session");
+    let th = civid::crypto::random::sha256_b64(cookie.as_bytes());
+    let (mut one, mut two) = (s.clone(), s.clone());
+    civid::authn::session::add_client(&server.state, &realm, &th, &mut one, "portal-a").await.expect("add a");
+    civid::authn::session::add_client(&server.state, &realm, &th, &mut two, "portal-b").await.expect("add b");
+    let row = civid::store::sessions::get(&server.state.db, "test", &s.id).await.expect("db").expect("row");
+    let clients: Vec<String> = serde_json::from_str(&row.clients).expect("json");
+    assert_eq!(clients, vec!["portal-a".to_string(), "portal-b".to_string()]);
+    assert_eq!(two.clients, clients, "the second copy learned of the first portal");
+    // Concurrently as well.
+    let (mut three, mut four) = (s.clone(), s.clone());
+    let (x, y) = tokio::join!(
+        civid::authn::session::add_client(&server.state, &realm, &th, &mut three, "portal-c"),
+        civid::authn::session::add_client(&server.state, &realm, &th, &mut four, "portal-mfa"),
+    );
+    x.expect("add c");
+    y.expect("add mfa");
+    let row = civid::store::sessions::get(&server.state.db, "test", &s.id).await.expect("db").expect("row");
+    let clients: Vec<String> = serde_json::from_str(&row.clients).expect("json");
+    assert_eq!(clients.len(), 4, "{clients:?}");
+    server.stop().await;
+}
