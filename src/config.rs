@@ -40,6 +40,12 @@ pub struct Settings {
     pub kek: String,
     /// File holding the base64 key-encryption key.
     pub kek_file: String,
+    /// The previous key-encryption key, base64, during a KEK rotation: blobs
+    /// open with `kek`, else with this; everything new is wrapped with `kek`.
+    /// Drop it once `civid keys rotate-kek` has run.
+    pub kek_previous: String,
+    /// File holding the previous base64 key-encryption key.
+    pub kek_previous_file: String,
     /// Where a development KEK is generated when none is configured.
     pub keys_dir: PathBuf,
     /// Realm files applied at start (`civid realm apply` applies them on demand).
@@ -130,6 +136,8 @@ impl Default for Settings {
             redis_key_prefix: "civid:".into(),
             kek: String::new(),
             kek_file: String::new(),
+            kek_previous: String::new(),
+            kek_previous_file: String::new(),
             keys_dir: PathBuf::from("keys"),
             realms_dir: PathBuf::from("config/realms"),
             apply_realms_on_start: true,

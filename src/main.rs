@@ -226,6 +226,12 @@ enum KeysCmd {
         #[arg(long)]
         realm: String,
     },
+    /// Re-wrap the data key, every signing key and every audit key with the
+    /// current KEK (`kek` / `kek_file`); blobs open with it or with
+    /// `kek_previous` / `kek_previous_file`. One transaction; nothing changes
+    /// if any blob opens with neither. Sealed values stay as they are (they
+    /// are under the data key, which does not change).
+    RotateKek,
 }
 
 #[derive(Subcommand)]
@@ -431,6 +437,44 @@ impl Ops {
     }
 }
 
+async fn rotate_kek(settings: Settings) -> Result<(), String> {
+    use civid::admin::ADMIN_REALM;
+    use civid::audit::{Event, append};
+    let ops = Ops::open(settings).await?;
+    let report = match secrets::rotate_kek(&ops.settings, &ops.db).await {
+        Ok(r) => r,
+        Err(e) => {
+            append(
+                &ops.db,
+                Event::new(ADMIN_REALM, "keys.kek_rotated", "failure")
+                    .actor("cli")
+                    .detail(serde_json::json!({ "reason": e })),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    for what in &report.rewrapped {
+        println!("re-wrapped {what}");
+    }
+    println!("{} key(s) re-wrapped with the current KEK, {} already under it", report.rewrapped.len(), report.current);
+    println!("sealed values were not touched: they are under the data key, which did not change");
+    if report.rewrapped.is_empty() {
+        println!("nothing to do");
+    } else {
+        println!("once every node has the new KEK, drop kek_previous / kek_previous_file and restart them");
+    }
+    append(
+        &ops.db,
+        Event::new(ADMIN_REALM, "keys.kek_rotated", "success").actor("cli").detail(serde_json::json!({
+            "rewrapped": report.rewrapped.len(),
+            "already_current": report.current,
+        })),
+    )
+    .await;
+    Ok(())
+}
+
 async fn run(command: Command, settings: Settings) -> Result<(), String> {
     match command {
         Command::Serve { no_migrate, no_apply } => {
@@ -489,6 +533,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             ops.announce(&name).await;
             Ok(())
         }
+        Command::Keys { command: KeysCmd::RotateKek } => rotate_kek(settings).await,
         Command::Audit { command } => audit_command(command, settings).await,
         Command::Registry { command } => registry_command(command, settings).await,
         Command::Admin { command } => admin_command(command, settings).await,

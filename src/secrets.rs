@@ -82,11 +82,31 @@ pub async fn load(settings: &Settings, db: &Db) -> Result<(Secrets, KekSource), 
 
 fn wrong_kek() -> String {
     "the key-encryption key cannot unwrap the keys stored in the database: this node was given a different \
-     KEK than the one the database was set up with (check CIVID_KEK / CIVID_KEK_FILE / keys/kek); refusing to start"
+     KEK than the one the database was set up with (check CIVID_KEK / CIVID_KEK_FILE / keys/kek, and \
+     CIVID_KEK_PREVIOUS / CIVID_KEK_PREVIOUS_FILE during a KEK rotation); refusing to start"
         .to_string()
 }
 
+/// The previous KEK (`kek_previous` / `kek_previous_file`), during a rotation.
+fn load_previous_kek(settings: &Settings) -> Result<Option<Kek>, String> {
+    if !settings.kek_previous.trim().is_empty() {
+        return Kek::from_b64(settings.kek_previous.trim()).map(Some).map_err(|e| format!("CIVID_KEK_PREVIOUS: {e}"));
+    }
+    if !settings.kek_previous_file.is_empty() {
+        return read_kek_file(Path::new(&settings.kek_previous_file)).map(Some);
+    }
+    Ok(None)
+}
+
 fn load_kek(settings: &Settings, db_has_keys: bool) -> Result<(Kek, KekSource), String> {
+    let (kek, source) = load_current_kek(settings, db_has_keys)?;
+    match load_previous_kek(settings)? {
+        Some(previous) => Ok((kek.with_previous(previous), source)),
+        None => Ok((kek, source)),
+    }
+}
+
+fn load_current_kek(settings: &Settings, db_has_keys: bool) -> Result<(Kek, KekSource), String> {
     if !settings.kek.trim().is_empty() {
         let kek = Kek::from_b64(settings.kek.trim()).map_err(|e| format!("CIVID_KEK: {e}"))?;
         return Ok((kek, KekSource::Configured));
@@ -129,4 +149,91 @@ fn write_secret_file(path: &Path, content: &str) -> Result<(), String> {
     }
     let mut f = opts.open(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     f.write_all(format!("{content}\n").as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// What `civid keys rotate-kek` did.
+#[derive(Debug, Default)]
+pub struct RotateReport {
+    /// Blobs that opened only with the previous KEK and are now wrapped by the current one.
+    pub rewrapped: Vec<String>,
+    /// Blobs already wrapped by the current KEK (left as they were).
+    pub current: usize,
+}
+
+/// Re-wraps every KEK-wrapped blob in the database (the data key, every
+/// realm signing key, every audit key) with the current KEK, in one
+/// transaction. A blob that opens with neither the current nor the previous
+/// KEK stops it before anything is written. Blobs already under the current
+/// KEK are left alone, so running it again changes nothing. Sealed values
+/// are under the data key, which does not change: they are not touched.
+pub async fn rotate_kek(settings: &Settings, db: &Db) -> Result<RotateReport, String> {
+    use sea_orm::TransactionTrait;
+
+    // Never generate a KEK here: rotating needs one configured.
+    let (kek, _) = load_kek(settings, true)?;
+    let txn = db.begin().await.map_err(|e| format!("starting a transaction: {e}"))?;
+    let mut report = RotateReport::default();
+    let mut failed = Vec::new();
+    let mut meta_updates = Vec::new();
+    let mut key_updates = Vec::new();
+
+    let mut rewrap = |what: String, blob: &[u8], aad: &[u8]| -> Result<Option<Vec<u8>>, String> {
+        if kek.unwrap_current(blob, aad).is_ok() {
+            report.current += 1;
+            return Ok(None);
+        }
+        match kek.unwrap(blob, aad) {
+            Ok(plain) => {
+                let wrapped = kek.wrap(&plain, aad).map_err(|e| e.to_string())?;
+                report.rewrapped.push(what);
+                Ok(Some(wrapped))
+            }
+            Err(_) => {
+                failed.push(what);
+                Ok(None)
+            }
+        }
+    };
+
+    if let Some(blob) = realms::meta_get(&txn, DEK).await.map_err(|e| format!("reading the data key: {e}"))?
+        && let Some(w) = rewrap("the data key".to_string(), &blob, DEK_AAD)?
+    {
+        meta_updates.push((DEK.to_string(), w));
+    }
+    for (name, blob) in realms::meta_with_prefix(&txn, crate::audit::checkpoint::KEY_PREFIX)
+        .await
+        .map_err(|e| format!("reading the audit keys: {e}"))?
+    {
+        let realm = name.strip_prefix(crate::audit::checkpoint::KEY_PREFIX).unwrap_or_default().to_string();
+        let aad = crate::audit::checkpoint::aad(&realm);
+        if let Some(w) = rewrap(format!("the audit key of realm {realm}"), &blob, &aad)? {
+            meta_updates.push((name, w));
+        }
+    }
+    for k in realms::all_keys(&txn).await.map_err(|e| format!("reading signing keys: {e}"))? {
+        let aad = crate::realm::keys::aad(&k.realm, &k.kid);
+        if let Some(w) = rewrap(format!("signing key {} of realm {}", k.kid, k.realm), &k.wrapped, &aad)? {
+            key_updates.push((k.realm, k.kid, w));
+        }
+    }
+
+    if !failed.is_empty() {
+        // Dropping the transaction rolls it back; nothing was written anyway.
+        return Err(format!(
+            "neither the current nor the previous key-encryption key opens {}: nothing was changed (check \
+             CIVID_KEK / CIVID_KEK_FILE for the new KEK and CIVID_KEK_PREVIOUS / CIVID_KEK_PREVIOUS_FILE for the \
+             old one)",
+            failed.join(", ")
+        ));
+    }
+    for (name, w) in meta_updates {
+        realms::meta_set(&txn, &name, w).await.map_err(|e| format!("storing {name}: {e}"))?;
+    }
+    for (realm, kid, w) in key_updates {
+        realms::key_set_wrapped(&txn, &realm, &kid, w)
+            .await
+            .map_err(|e| format!("storing signing key {kid} of realm {realm}: {e}"))?;
+    }
+    txn.commit().await.map_err(|e| format!("committing: {e}"))?;
+    Ok(report)
 }

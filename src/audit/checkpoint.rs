@@ -24,11 +24,15 @@ pub struct Payload {
     pub heads: BTreeMap<String, Head>,
 }
 
+/// Prefix of the `meta` rows holding the realms' wrapped audit keys.
+pub const KEY_PREFIX: &str = "audit-key:";
+
 fn key_name(realm: &str) -> String {
-    format!("audit-key:{realm}")
+    format!("{KEY_PREFIX}{realm}")
 }
 
-fn aad(realm: &str) -> Vec<u8> {
+/// Associated data of a realm's wrapped audit key.
+pub fn aad(realm: &str) -> Vec<u8> {
     format!("civid audit key\0{realm}").into_bytes()
 }
 

@@ -57,9 +57,14 @@ fn aes_key(bytes: &[u8]) -> Result<LessSafeKey, CryptoError> {
 }
 
 /// The key-encryption key, supplied by the operator (e.g. from a secret store).
+///
+/// During a KEK rotation a node also holds the previous KEK: [`Kek::unwrap`]
+/// tries the current key, then the previous one; [`Kek::wrap`] always uses
+/// the current key.
 pub struct Kek {
     raw: [u8; KEY_LEN],
     key: LessSafeKey,
+    previous: Option<LessSafeKey>,
 }
 
 impl fmt::Debug for Kek {
@@ -77,7 +82,17 @@ impl Kek {
     }
 
     fn from_raw(raw: [u8; KEY_LEN]) -> Result<Kek, CryptoError> {
-        Ok(Kek { key: aes_key(&raw)?, raw })
+        Ok(Kek { key: aes_key(&raw)?, raw, previous: None })
+    }
+
+    /// This KEK, also opening blobs wrapped by `previous` (during a rotation).
+    pub fn with_previous(mut self, previous: Kek) -> Kek {
+        self.previous = Some(previous.key);
+        self
+    }
+
+    pub fn has_previous(&self) -> bool {
+        self.previous.is_some()
     }
 
     /// Parses a KEK given as standard or URL-safe base64, padded or not.
@@ -112,9 +127,19 @@ impl Kek {
         aead_seal(&self.key, plaintext, aad)
     }
 
-    /// Decrypts a blob from [`Kek::wrap`]; `Unwrap` on wrong key, wrong `aad`,
-    /// tampering or truncation.
+    /// Decrypts a blob from [`Kek::wrap`] with the current KEK, else the
+    /// previous one; `Unwrap` on wrong key, wrong `aad`, tampering or
+    /// truncation.
     pub fn unwrap(&self, blob: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match (self.unwrap_current(blob, aad), &self.previous) {
+            (Err(_), Some(previous)) => aead_open(previous, blob, aad),
+            (result, _) => result,
+        }
+    }
+
+    /// Decrypts a blob with the current KEK only (whether a blob still needs
+    /// re-wrapping).
+    pub fn unwrap_current(&self, blob: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         aead_open(&self.key, blob, aad)
     }
 }
@@ -218,6 +243,24 @@ mod tests {
         for len in 0..blob.len() {
             assert!(is_unwrap(kek.unwrap(&blob[..len], b"aad")), "len {len}");
         }
+    }
+
+    #[test]
+    fn kek_with_previous_opens_both_and_wraps_with_current() {
+        let old = Kek::generate().unwrap();
+        let old_blob = old.wrap(b"secret", b"aad").unwrap();
+        let old_again = Kek::from_b64(&old.to_b64()).unwrap();
+        let new = Kek::generate().unwrap();
+        let new_only = Kek::from_b64(&new.to_b64()).unwrap();
+        let both = new.with_previous(old_again);
+        assert!(both.has_previous());
+        assert_eq!(both.unwrap(&old_blob, b"aad").unwrap(), b"secret");
+        assert!(both.unwrap_current(&old_blob, b"aad").is_err());
+        assert!(both.unwrap(&old_blob, b"other aad").is_err());
+        let fresh = both.wrap(b"fresh", b"aad").unwrap();
+        assert_eq!(new_only.unwrap(&fresh, b"aad").unwrap(), b"fresh");
+        assert!(old.unwrap(&fresh, b"aad").is_err(), "new blobs use the current KEK");
+        assert!(!new_only.has_previous());
     }
 
     #[test]

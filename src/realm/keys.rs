@@ -12,7 +12,8 @@ use crate::store::{Db, now, realms};
 
 pub const ALGS: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
 
-fn aad(realm: &str, kid: &str) -> Vec<u8> {
+/// Associated data of a wrapped signing key.
+pub fn aad(realm: &str, kid: &str) -> Vec<u8> {
     format!("civid signing key\0{realm}\0{kid}").into_bytes()
 }
 

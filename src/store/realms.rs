@@ -26,6 +26,28 @@ pub async fn meta_insert<C: ConnectionTrait>(db: &C, key: &str, value: Vec<u8>) 
         .map(|_| ())
 }
 
+/// Meta rows whose key starts with `prefix`, as (key, value).
+pub async fn meta_with_prefix<C: ConnectionTrait>(db: &C, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, DbErr> {
+    Ok(meta::Entity::find()
+        .filter(meta::Column::Key.starts_with(prefix))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.key, m.value))
+        .collect())
+}
+
+/// Replaces an existing meta value (a re-wrapped key).
+pub async fn meta_set<C: ConnectionTrait>(db: &C, key: &str, value: Vec<u8>) -> Result<(), DbErr> {
+    meta::Entity::update_many()
+        .col_expr(meta::Column::Value, Expr::value(value))
+        .col_expr(meta::Column::UpdatedAt, Expr::value(now()))
+        .filter(meta::Column::Key.eq(key))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
 pub async fn realm_get<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<RealmRecord>, DbErr> {
     realm::Entity::find_by_id(id.to_string()).one(db).await
 }
@@ -166,6 +188,23 @@ pub async fn key_insert<C: ConnectionTrait>(db: &C, k: KeyRecord) -> Result<(), 
     .insert(db)
     .await?;
     bump_generation(db, &realm).await
+}
+
+/// Replaces a signing key's wrapped private key (a KEK rotation). The key
+/// itself does not change, so what the realm publishes does not either.
+pub async fn key_set_wrapped<C: ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    kid: &str,
+    wrapped: Vec<u8>,
+) -> Result<(), DbErr> {
+    signing_key::Entity::update_many()
+        .col_expr(signing_key::Column::Wrapped, Expr::value(wrapped))
+        .filter(signing_key::Column::Realm.eq(realm))
+        .filter(signing_key::Column::Kid.eq(kid))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 /// Schedules a key's retirement: it stops signing at `retire_at` and leaves
