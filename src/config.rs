@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::proxy::{Cidr, ForwardedHeader};
+use crate::store::ephemeral::RedisTarget;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -32,8 +33,17 @@ pub struct Settings {
     pub database_url: String,
     /// Maximum connections in the database pool.
     pub database_max_connections: u32,
-    /// `redis://host:port/db`; empty: the in-process ephemeral store (one node only).
+    /// `redis://host:port/db`; empty: the in-process ephemeral store (one
+    /// node only). Used by `redis_mode = "single"`.
     pub redis_url: String,
+    /// `single` (`redis_url`), `sentinel` (`redis_urls` are the sentinels,
+    /// `redis_sentinel_master` the service they watch) or `cluster`
+    /// (`redis_urls` are seed nodes of a Redis Cluster).
+    pub redis_mode: String,
+    /// Sentinel addresses (`sentinel`) or seed nodes (`cluster`), `redis://host:port`.
+    pub redis_urls: Vec<String>,
+    /// The master's service name the sentinels watch (`sentinel`).
+    pub redis_sentinel_master: String,
     /// Prefix of every Redis key and channel civid uses.
     pub redis_key_prefix: String,
     /// Key-encryption key, base64 (32 bytes). Prefer `kek_file` in production.
@@ -133,6 +143,9 @@ impl Default for Settings {
             database_url: "sqlite://data/civid.db?mode=rwc".into(),
             database_max_connections: 16,
             redis_url: String::new(),
+            redis_mode: "single".into(),
+            redis_urls: Vec::new(),
+            redis_sentinel_master: String::new(),
             redis_key_prefix: "civid:".into(),
             kek: String::new(),
             kek_file: String::new(),
@@ -201,11 +214,125 @@ impl Settings {
         Ok(s)
     }
 
+    /// The Redis to use, from `redis_mode` and its settings; None: the
+    /// in-process store. Errors name the setting at fault.
+    pub fn redis_target(&self) -> Result<Option<RedisTarget>, String> {
+        if self.redis_key_prefix.contains(['{', '}']) {
+            return Err(format!(
+                "redis_key_prefix {:?} must not contain {{ or }} (they would be read as a Cluster hash tag)",
+                self.redis_key_prefix
+            ));
+        }
+        let urls = || -> Result<Vec<String>, String> {
+            let urls: Vec<String> =
+                self.redis_urls.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+            if urls.is_empty() {
+                return Err(format!("redis_mode {:?} needs redis_urls (at least one address)", self.redis_mode));
+            }
+            for u in &urls {
+                if !u.starts_with("redis://") && !u.starts_with("rediss://") {
+                    return Err(format!("redis_urls: {:?} is not a redis:// URL", crate::server::redact(u)));
+                }
+            }
+            if !self.redis_url.is_empty() {
+                return Err(format!("redis_mode {:?} uses redis_urls; leave redis_url empty", self.redis_mode));
+            }
+            Ok(urls)
+        };
+        match self.redis_mode.as_str() {
+            "single" | "" => {
+                if !self.redis_urls.is_empty() {
+                    return Err(
+                        "redis_urls is for redis_mode \"sentinel\" or \"cluster\"; single uses redis_url".into()
+                    );
+                }
+                Ok((!self.redis_url.is_empty()).then(|| RedisTarget::Single(self.redis_url.clone())))
+            }
+            "cluster" => Ok(Some(RedisTarget::Cluster(urls()?))),
+            "sentinel" => {
+                let sentinels = urls()?;
+                if self.redis_sentinel_master.trim().is_empty() {
+                    return Err(
+                        "redis_mode \"sentinel\" needs redis_sentinel_master (the service name the sentinels watch)"
+                            .into(),
+                    );
+                }
+                Ok(Some(RedisTarget::Sentinel { sentinels, master: self.redis_sentinel_master.trim().to_string() }))
+            }
+            other => Err(format!("redis_mode {other:?}: use single, sentinel or cluster")),
+        }
+    }
+
     pub fn https(&self) -> bool {
         self.public_url.starts_with("https://")
     }
 
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, realm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut Settings)) -> Result<Option<RedisTarget>, String> {
+        let mut s = Settings::default();
+        f(&mut s);
+        s.redis_target()
+    }
+
+    #[test]
+    fn redis_modes_are_read_and_checked() {
+        assert_eq!(with(|_| {}), Ok(None));
+        assert_eq!(
+            with(|s| s.redis_url = "redis://r:6379/0".into()),
+            Ok(Some(RedisTarget::Single("redis://r:6379/0".into())))
+        );
+        assert_eq!(
+            with(|s| {
+                s.redis_mode = "cluster".into();
+                s.redis_urls = vec!["redis://a:7000".into(), "redis://b:7001".into()];
+            }),
+            Ok(Some(RedisTarget::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])))
+        );
+        assert_eq!(
+            with(|s| {
+                s.redis_mode = "sentinel".into();
+                s.redis_urls = vec!["redis://s1:26379".into()];
+                s.redis_sentinel_master = "mymaster".into();
+            }),
+            Ok(Some(RedisTarget::Sentinel { sentinels: vec!["redis://s1:26379".into()], master: "mymaster".into() }))
+        );
+        let err = |f: fn(&mut Settings), needle: &str| {
+            let e = with(f).unwrap_err();
+            assert!(e.contains(needle), "{e:?} should name {needle}");
+        };
+        err(|s| s.redis_mode = "cluster".into(), "redis_urls");
+        err(
+            |s| {
+                s.redis_mode = "sentinel".into();
+                s.redis_urls = vec!["redis://s1:26379".into()];
+            },
+            "redis_sentinel_master",
+        );
+        err(
+            |s| {
+                s.redis_mode = "cluster".into();
+                s.redis_urls = vec!["a:7000".into()];
+            },
+            "redis_urls",
+        );
+        err(
+            |s| {
+                s.redis_mode = "cluster".into();
+                s.redis_urls = vec!["redis://a:7000".into()];
+                s.redis_url = "redis://b:6379".into();
+            },
+            "redis_url",
+        );
+        err(|s| s.redis_mode = "sharded".into(), "redis_mode");
+        err(|s| s.redis_urls = vec!["redis://a:7000".into()], "redis_urls");
+        err(|s| s.redis_key_prefix = "civid{x}:".into(), "redis_key_prefix");
     }
 }

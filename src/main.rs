@@ -415,7 +415,7 @@ impl Ops {
     }
 
     async fn announce(&self, realm: &str) {
-        if self.settings.redis_url.is_empty() {
+        if matches!(self.settings.redis_target(), Ok(None)) {
             return;
         }
         match server::connect_ephemeral(&self.settings).await {

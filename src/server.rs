@@ -30,12 +30,23 @@ pub fn install_crypto_provider() {
 }
 
 pub async fn connect_ephemeral(settings: &Settings) -> Result<Ephemeral, String> {
-    if settings.redis_url.is_empty() {
-        Ok(Ephemeral::memory())
-    } else {
-        Ephemeral::redis(&settings.redis_url, &settings.redis_key_prefix)
-            .await
-            .map_err(|e| format!("Redis at {}: {e}", redact(&settings.redis_url)))
+    match settings.redis_target().map_err(|e| format!("configuration: {e}"))? {
+        None => Ok(Ephemeral::memory()),
+        Some(target) => {
+            let at = match &target {
+                store::ephemeral::RedisTarget::Single(url) => redact(url),
+                store::ephemeral::RedisTarget::Cluster(urls) => {
+                    format!("cluster {}", urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", "))
+                }
+                store::ephemeral::RedisTarget::Sentinel { sentinels, master } => format!(
+                    "master {master:?} of sentinels {}",
+                    sentinels.iter().map(|u| redact(u)).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            Ephemeral::redis(&target, &settings.redis_key_prefix)
+                .await
+                .map_err(|e| format!("Redis ({} mode) at {at}: {e}", settings.redis_mode))
+        }
     }
 }
 
@@ -292,15 +303,15 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             s.eph.sweep();
         }
     }));
-    if let Some((client, channel)) = state.eph.invalidations() {
+    if let Some(mut sub) = state.eph.invalidations() {
         let s = state.clone();
         tasks.push(tokio::spawn(async move {
             // Reconnects by itself: a Redis restart only delays invalidations
             // to the polling interval meanwhile.
             loop {
-                match client.get_async_pubsub().await {
+                match sub.connect().await {
                     Ok(mut ps) => {
-                        if ps.subscribe(&channel).await.is_ok() {
+                        if ps.subscribe(&sub.channel).await.is_ok() {
                             let mut msgs = ps.on_message();
                             while msgs.next().await.is_some() {
                                 s.refresh_now.notify_one();

@@ -20,6 +20,7 @@ mod otp;
 mod pages;
 mod proxy;
 mod realname;
+mod redis_modes;
 mod register;
 mod registry;
 mod rp_logout;
