@@ -43,11 +43,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        crate::web::WEBAUTHN_JS,
-    )
-        .into_response()
+    super::static_script(crate::web::WEBAUTHN_JS)
 }
 
 /// A JSON answer to the page's script; never cached.

@@ -36,11 +36,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        crate::web::LOGOUT_JS,
-    )
-        .into_response()
+    super::static_script(crate::web::LOGOUT_JS)
 }
 
 async fn logout_get(

@@ -104,6 +104,12 @@ async fn css() -> Response {
         .into_response()
 }
 
+/// One of the pages' scripts, cached by browsers for an hour.
+fn static_script(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], body)
+        .into_response()
+}
+
 async fn not_found(headers: HeaderMap) -> Response {
     PageError(Error::page(404, "error.not_found"), locale(&headers, None)).into_response()
 }
