@@ -411,6 +411,8 @@ pub type Shared<T> = Arc<T>;
 /// A `civid` process of the real binary.
 pub struct Node {
     pub url: String,
+    /// The admin listener (admin API, `/metrics`).
+    pub admin: String,
     child: Option<std::process::Child>,
     _cwd: tempfile::TempDir,
 }
@@ -471,11 +473,12 @@ impl Node {
             cmd.env(k, v);
         }
         cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}"));
-        cmd.env("CIVID_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()));
+        let admin = format!("127.0.0.1:{}", free_port());
+        cmd.env("CIVID_ADMIN_LISTEN", &admin);
         cmd.env("CIVID_PUBLIC_URL", public_url.unwrap_or(&url));
         cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
         let child = cmd.spawn().expect("spawn civid serve");
-        let node = Node { url: url.clone(), child: Some(child), _cwd: cwd };
+        let node = Node { url: url.clone(), admin: format!("http://{admin}"), child: Some(child), _cwd: cwd };
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Ok(r) = client.get(format!("{url}/readyz")).send().await
@@ -486,6 +489,14 @@ impl Node {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("civid serve did not become ready at {url}");
+    }
+
+    /// SIGKILL, then wait: the process ends at once, as on a lost machine.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then wait: returns whether it exited cleanly.
