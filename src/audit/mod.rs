@@ -125,6 +125,8 @@ pub type Change = Box<
 struct Job {
     row: EventRow,
     change: Option<Change>,
+    /// The request the change is made for: its statements count to it.
+    cost: Option<std::sync::Arc<crate::metrics::Cost>>,
     ack: oneshot::Sender<bool>,
 }
 
@@ -171,7 +173,7 @@ async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<()
             None => true,
             Some(change) => {
                 let sp = txn.begin().await?;
-                match change(&sp).await {
+                match crate::metrics::on_behalf(job.cost, change(&sp)).await {
                     Ok(()) => sp.commit().await.is_ok(),
                     Err(e) => {
                         tracing::warn!("a change with its audit entry failed: {e}");
@@ -214,7 +216,7 @@ async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<()
 /// logged loudly; the request it describes has already been decided.
 pub async fn record(state: &AppState, e: Event<'_>) {
     let (ack, done) = oneshot::channel();
-    match state.audit.tx.send(Job { row: e.row(), change: None, ack }).await {
+    match state.audit.tx.send(Job { row: e.row(), change: None, cost: None, ack }).await {
         Ok(()) => {
             let _ = done.await;
         }
@@ -227,7 +229,12 @@ pub async fn record(state: &AppState, e: Event<'_>) {
 /// own. Returns whether both were committed.
 pub async fn commit_with(state: &AppState, e: Event<'_>, change: Change) -> bool {
     let (ack, done) = oneshot::channel();
-    match state.audit.tx.send(Job { row: e.row(), change: Some(change), ack }).await {
+    match state
+        .audit
+        .tx
+        .send(Job { row: e.row(), change: Some(change), cost: crate::metrics::current_cost(), ack })
+        .await
+    {
         Ok(()) => done.await.unwrap_or(false),
         Err(_) => false,
     }

@@ -201,6 +201,8 @@ impl Ephemeral {
 
     /// The Redis key of `key` and the backend, or the in-process store.
     fn target(&self, key: &str) -> Result<(&Backend, String), &MemoryStore> {
+        // Every keyed operation is one command, in Redis and in process.
+        crate::metrics::ephemeral_command();
         match self {
             Ephemeral::Memory(m) => Err(m),
             Ephemeral::Redis { backend, prefix } => {

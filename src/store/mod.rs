@@ -51,7 +51,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
-    Database::connect(opts).await
+    let mut db = Database::connect(opts).await?;
+    // Every statement is counted (by kind, and to the request that made
+    // it): what a flow asks of the shared database is what limits scale-out.
+    db.set_metric_callback(|info| crate::metrics::db_statement(&info.statement.sql));
+    Ok(db)
 }
 
 /// Applies this binary's pending migrations. A database already migrated by
