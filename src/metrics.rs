@@ -143,6 +143,8 @@ pub fn db_statement(sql: &str) {
         Ok(_) => "request",
         Err(_) => "background",
     };
+    // `CIVID_LOG=civid::sql=trace` lists every statement (without values).
+    tracing::trace!(target: "civid::sql", kind, origin, "{sql}");
     metrics::counter!("civid_db_statements_total", "kind" => kind, "origin" => origin).increment(1);
 }
 

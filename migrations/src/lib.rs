@@ -10,6 +10,7 @@ mod m20261126_000005_acting;
 mod m20261126_000006_guardians;
 mod m20261126_000007_logout_outbox;
 mod m20261126_000008_registry_changes;
+mod m20261127_000009_session_tokens;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_guardians::Migration),
             Box::new(m20261126_000007_logout_outbox::Migration),
             Box::new(m20261126_000008_registry_changes::Migration),
+            Box::new(m20261127_000009_session_tokens::Migration),
         ]
     }
 }

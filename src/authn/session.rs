@@ -204,6 +204,30 @@ pub async fn add_client(
     Err(crate::error::Error::internal("the session's portals kept changing"))
 }
 
+/// Whether the portal's part in a session is recorded by the refresh token
+/// it is issued at the code exchange (which names the session), so that
+/// authorizing it needs no write to the session row.
+pub fn recorded_by_refresh_token(client: &crate::realm::cache::Client) -> bool {
+    client.settings.allows_grant("refresh_token")
+}
+
+/// The portals that took part in a session: those recorded on the session
+/// row (`stored`), then those issued a refresh token in it.
+pub async fn participants<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    realm: &str,
+    session_id: &str,
+    stored: &[String],
+) -> Result<Vec<String>> {
+    let mut all = stored.to_vec();
+    for c in crate::store::grants::session_clients(db, realm, session_id).await? {
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    Ok(all)
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -255,10 +279,21 @@ pub async fn set_level_of_user(state: &AppState, realm: &Realm, user_id: &str, a
 
 /// Whether a session (by id) is still live: tokens are only issued for one.
 pub async fn is_live(state: &AppState, realm: &Realm, session_id: &str) -> Result<bool> {
+    Ok(live(realm, sessions::get(&state.db, &realm.name, session_id).await?))
+}
+
+/// Like [`is_live`], but waits for a sign-out of this session that is being
+/// committed (a shared row lock on PostgreSQL; SQLite has one writer, so a
+/// write made before this read already waited for it).
+pub async fn is_live_now(state: &AppState, realm: &Realm, session_id: &str) -> Result<bool> {
+    Ok(live(realm, sessions::get_locked(&state.db, &realm.name, session_id).await?))
+}
+
+fn live(realm: &Realm, row: Option<sessions::SessionRecord>) -> bool {
     let t = now();
-    Ok(sessions::get(&state.db, &realm.name, session_id).await?.is_some_and(|r| {
+    row.is_some_and(|r| {
         r.ended_at.is_none() && r.expires_at > t && r.last_seen_at + realm.settings.session.idle_secs as i64 > t
-    }))
+    })
 }
 
 /// Ends one session: its row, the refresh tokens bound to it (unless issued

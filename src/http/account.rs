@@ -665,12 +665,14 @@ async fn logout(
         if !c.csrf_ok(&state, "logout", &form_pairs(&body)) {
             return Err(c.err(Error::page(403, "error.csrf")));
         }
+        let clients =
+            session::participants(&state.db, &realm.name, &c.sess.id, &c.sess.clients).await.map_err(|e| c.err(e))?;
         selfsvc::end_session(&state, &realm.name, &c.sess.user_id, &c.sess.id, "logout", c.ip())
             .await
             .map_err(|e| c.err(e))?;
         // Portals that asked for front-channel logout get their pages
         // loaded before the signed-out page settles.
-        let frames = super::logout::frames(&realm, &c.sess.clients, &c.sess.id);
+        let frames = super::logout::frames(&realm, &clients, &c.sess.id);
         if !frames.is_empty() {
             return Ok(super::logout::signed_out_page(&state, &realm, loc, &frames));
         }

@@ -216,10 +216,11 @@ pub(super) async fn end(
     how: &str,
 ) -> Result<Ended, Error> {
     let rec = crate::store::sessions::get(&state.db, &realm.name, &sess.id).await?;
-    let clients: Vec<String> = match &rec {
+    let stored: Vec<String> = match &rec {
         Some(r) => serde_json::from_str(&r.clients).unwrap_or_default(),
         None => sess.clients.clone(),
     };
+    let clients = session::participants(&state.db, &realm.name, &sess.id, &stored).await?;
     if let Some(r) = &rec {
         session::end_one(state, &realm.name, r, "logout").await?;
     }

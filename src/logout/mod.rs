@@ -57,7 +57,8 @@ pub async fn end_and_enqueue(state: &AppState, realm: &str, session_id: &str, re
         txn.rollback().await?;
         return Ok(None);
     };
-    let clients: Vec<String> = serde_json::from_str(&row.clients).unwrap_or_default();
+    let stored: Vec<String> = serde_json::from_str(&row.clients).unwrap_or_default();
+    let clients = crate::authn::session::participants(&txn, realm, session_id, &stored).await?;
     let mut rows = Vec::new();
     if let Some(r) = state.realms.get(realm) {
         let deadline = t + r.settings.backchannel.retry_window_secs as i64;

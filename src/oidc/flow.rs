@@ -527,7 +527,12 @@ async fn issue_code(
     };
     let json = serde_json::to_string(&data).map_err(|e| Error::internal(e.to_string()))?;
     state.eph.put(&code_key(&realm.name, &code), &json, realm.settings.tokens.code_ttl_secs).await?;
-    session::add_client(state, realm, token_hash, s, &client.client_id).await?;
+    // A portal that will be issued a refresh token is recorded as taking
+    // part by that token's row; only the others need the session row
+    // written (an SSO round then costs the session no write).
+    if !session::recorded_by_refresh_token(client) {
+        session::add_client(state, realm, token_hash, s, &client.client_id).await?;
+    }
     let mut params = vec![("code", code.as_str())];
     if let Some(st) = req.state.as_deref() {
         params.push(("state", st));

@@ -110,7 +110,13 @@ async fn authorization_code(
         (None, Some(_)) => return Err(Error::invalid_grant("code_verifier sent but no code_challenge was")),
         (None, None) => {}
     }
+    // A portal whose part in the session is recorded by the refresh token
+    // issued now is checked after that row is written (below): a sign-out
+    // racing this exchange then either finds the row and tells the portal,
+    // or has ended the session before the check, which refuses.
+    let recorded_by_token = session::recorded_by_refresh_token(client);
     if let Some(sid) = &data.ctx.session_id
+        && !recorded_by_token
         && !session::is_live(state, realm, sid).await?
     {
         return Err(Error::invalid_grant("the sign-in session has ended"));
@@ -127,6 +133,16 @@ async fn authorization_code(
     let out =
         issue(state, realm, client, scope, data.resource.as_deref(), &data.ctx, data.nonce.as_deref(), &family_id)
             .await?;
+    if let Some(sid) = &data.ctx.session_id
+        && recorded_by_token
+        && !session::is_live_now(state, realm, sid).await?
+    {
+        // Nothing issued leaves: the refresh token is revoked, the access
+        // token denied.
+        tokens::revoke_family(state, &realm.name, &family_id).await?;
+        tokens::deny_jti(state, &realm.name, &out.1.jti, out.1.exp).await?;
+        return Err(Error::invalid_grant("the sign-in session has ended"));
+    }
     marker.jti = out.1.jti.clone();
     marker.exp = out.1.exp;
     if let Ok(m) = serde_json::to_string(&marker) {

@@ -218,3 +218,26 @@ pub async fn revoke_user_refresh_tokens<C: ConnectionTrait>(db: &C, realm: &str,
         .await?;
     Ok(r.rows_affected)
 }
+
+/// The portals issued a refresh token in session `session_id` (whether or
+/// not it was revoked or rotated since): they took part in the session.
+pub async fn session_clients<C: ConnectionTrait>(db: &C, realm: &str, session_id: &str) -> Result<Vec<String>, DbErr> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::Query;
+    let mut of_session = Query::select();
+    of_session
+        .column(refresh_token::Column::GrantId)
+        .from(refresh_token::Entity)
+        .and_where(refresh_token::Column::Realm.eq(realm))
+        .and_where(refresh_token::Column::SessionId.eq(session_id));
+    grant::Entity::find()
+        .select_only()
+        .column(grant::Column::ClientId)
+        .distinct()
+        .filter(grant::Column::Realm.eq(realm))
+        .filter(grant::Column::Id.in_subquery(of_session))
+        .order_by_asc(grant::Column::ClientId)
+        .into_tuple::<String>()
+        .all(db)
+        .await
+}

@@ -46,6 +46,17 @@ pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Op
     sso_session::Entity::find_by_id(id.to_string()).filter(sso_session::Column::Realm.eq(realm)).one(db).await
 }
 
+/// [`get`] with a shared lock on the row (`FOR SHARE`; SQLite, which has
+/// no row locks, omits it): waits for a transaction ending the session.
+pub async fn get_locked<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<SessionRecord>, DbErr> {
+    use sea_orm::QuerySelect;
+    sso_session::Entity::find_by_id(id.to_string())
+        .filter(sso_session::Column::Realm.eq(realm))
+        .lock_shared()
+        .one(db)
+        .await
+}
+
 pub async fn set_clients<C: ConnectionTrait>(
     db: &C,
     realm: &str,

@@ -679,7 +679,7 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let b = browser();
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let authorize = |base: &str, prompt: &str| {
         format!(
             "{base}/realms/test/authorize?response_type=code&client_id=portal-a&redirect_uri=https%3A%2F%2Fa.example.test%2Fcb\
@@ -688,7 +688,22 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
         )
     };
     let callback = sign_in(&b, &authorize(&node_a.url, ""), "bcl5", PASSWORD).await;
-    assert!(callback.contains("code="), "{callback}");
+    // The portal redeems its code at node B: it now takes part in the
+    // session (a portal given a code it never redeemed has nothing to end).
+    let code = query_param(&callback, "code").expect("code");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/realms/test/token", node_b.url))
+        .basic_auth("portal-a", Some("secret-a"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://a.example.test/cb"),
+            ("code_verifier", verifier.secret().as_str()),
+        ])
+        .send()
+        .await
+        .expect("token at B");
+    assert_eq!(resp.status(), 200, "the code is redeemed at B");
     let resp = b.get(authorize(&node_b.url, "&prompt=none")).send().await.expect("authorize at B");
     assert!(location(&resp).contains("code="), "B honours the session: {}", location(&resp));
 
@@ -707,4 +722,52 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
     helper.stop().await;
     drop(node_b);
     drop(node_a);
+}
+
+/// A portal allowed refresh tokens is recorded as taking part by the token
+/// its code exchange writes; a code issued before a sign-out and redeemed
+/// after it is refused, and nothing issued for it works.
+#[tokio::test]
+async fn a_code_redeemed_after_the_sign_out_is_refused() {
+    let server = TestServer::start().await;
+    server.user("test", "late1", PASSWORD).await;
+    let base = server.issuer("test");
+    let b = browser();
+    let verifier = civid::crypto::random::token(32).expect("verifier");
+    let challenge = civid::crypto::random::sha256_b64(verifier.as_bytes());
+    let authorize = format!(
+        "{base}/authorize?response_type=code&client_id=portal-c&redirect_uri=https%3A%2F%2Fc.example.test%2Fcb\
+         &scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let callback = sign_in(&b, &authorize, "late1", PASSWORD).await;
+    let code = query_param(&callback, "code").expect("code");
+
+    let page = b.get(format!("{base}/logout")).send().await.expect("logout");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let resp = b
+        .post(format!("{base}/logout/confirm"))
+        .form(&[("csrf", hidden(&html, "csrf"))])
+        .send()
+        .await
+        .expect("confirm");
+    assert!(resp.status().is_success(), "signed out: {}", resp.status());
+
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth("portal-c", Some("secret-b"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://c.example.test/cb"),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert!(body["error_description"].as_str().unwrap_or_default().contains("session has ended"), "{body}");
+    server.stop().await;
 }
