@@ -1,14 +1,16 @@
 //! Load benchmark: starts the real `civid` binary (the release build cargo
-//! made for this bench) as its own process on a free port, measures how soon
-//! it is ready and how much memory it holds, then drives it with N
-//! keep-alive connections for a fixed time per scenario and prints Markdown
-//! tables for `docs/PERFORMANCE.md` (progress goes to standard error).
+//! made for this bench) as its own process on a free port — or several, on
+//! one database and one Redis — measures how soon it is ready and how much
+//! memory it holds, then drives it with N keep-alive connections for a fixed
+//! time per scenario and prints Markdown tables for `docs/PERFORMANCE.md`
+//! (progress goes to standard error).
 //!
 //! ```text
 //! cargo bench --bench load -- [--secs 10] [--warmup 1] [--concurrency 64]
-//!     [--scenario discovery,jwks,client_credentials,sso_round,refresh,userinfo,introspect]
+//!     [--scenario discovery,jwks,client_credentials,sso_round,refresh,userinfo,introspect,password_signin,logout]
 //!     [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/]
-//!     [--sqlite] [--memory] [--restarts 5] [--no-wrk] [--scrape SECS] [--server-env KEY=VALUE]... [--keep]
+//!     [--sqlite] [--memory] [--nodes 1] [--accounts 0] [--sessions 0] [--users 64]
+//!     [--restarts 5] [--no-wrk] [--scrape SECS] [--server-env KEY=VALUE]... [--keep]
 //! ```
 //!
 //! Default backend: a fresh SQLite file in a temporary directory and the
@@ -19,24 +21,46 @@
 //! Redis under a key prefix of its own for this run. `--sqlite` and
 //! `--memory` override those variables.
 //!
+//! `--nodes N` (PostgreSQL and Redis only) runs N `civid serve` processes on
+//! the same database and Redis with one public URL (the first node's), as
+//! behind a load balancer: every worker sends each request to the next node
+//! in turn (round robin). Server CPU is the sum over the nodes; RSS is given
+//! per node.
+//!
+//! `--accounts N` writes N more accounts (a user row, a phone and an email
+//! identifier with random blind indexes) straight into the tables before the
+//! load, and `--sessions N` N live SSO sessions with cookies the bench knows
+//! (`bench-session-00000000`, …; the table holds their SHA-256), for the bulk
+//! accounts (or the real ones without `--accounts`).
+//!
 //! Start-up: "ready" is the time from spawning `civid serve` to the first 200
 //! on `/readyz`, once on a fresh database (migrations, realm file, key
-//! generation) and `--restarts` times on the existing one; the last restart
-//! stays up for the load. RSS is read from `/proc/<pid>/status`.
+//! generation) and `--restarts` times on the existing one (after the seeding);
+//! the last restart stays up for the load (node 0). RSS is read from
+//! `/proc/<pid>/status`.
 //!
 //! Scenarios: `discovery`, `jwks` (GET), `client_credentials` (ES256 access
 //! token), `sso_round` (authorize with the session cookie → 303 with a code
 //! → token: RS256 ID token, ES256 access token, refresh token), `refresh`
 //! (rotating refresh tokens), `userinfo` and `introspect` (with a person's
-//! access token). Each connection of the session scenarios is a browser that
-//! signed in once through the login page. The load generator runs on the
-//! same two cores: CPU seconds per operation are reported for the server,
-//! the generator, and the PostgreSQL and Redis processes, with how busy the
-//! whole machine was. Where `wrk` is installed, discovery, JWKS and
-//! client_credentials are also measured with `wrk -t2` at the same
-//! connection count. `--scrape SECS` scrapes the admin listener's `/metrics`
-//! during the load, as Prometheus would; `--server-env` passes extra
-//! variables to the server (allocator tunables, pool sizes).
+//! access token), `password_signin` (a new browser's whole sign-in:
+//! authorize → login page → password → code → token, spread over `--users`
+//! accounts made with `civid user add`) and `logout` (a seeded session
+//! signed out through the confirmation page, each session once). Each
+//! connection of the session scenarios is a browser that signed in once
+//! through the login page; with `--sessions`, `sso_round` instead presents
+//! the cookie of a randomly chosen seeded session each round. The load
+//! generator runs on the same two cores: CPU seconds per operation are
+//! reported for the server, the generator, and the PostgreSQL and Redis
+//! processes, with how busy the whole machine was. Where `wrk` is installed,
+//! discovery, JWKS and client_credentials are also measured with `wrk -t2`
+//! at the same connection count (one node only). Before and after each
+//! scenario every node's `/metrics` is read: the database statements
+//! (reads, writes) and ephemeral-store (Redis) commands the requests made,
+//! and the database writes of background work, per operation. `--scrape
+//! SECS` scrapes the admin listener's `/metrics` during the load, as
+//! Prometheus would; `--server-env` passes extra variables to the server
+//! (allocator tunables, pool sizes).
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -46,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderValue, LOCATION, SET_COOKIE};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 
@@ -60,8 +84,22 @@ const KEK_BYTES: &[u8; 32] = b"bench-kek-bench-kek-bench-kek-32";
 const PG_DB: &str = "civid_bench";
 const FORM: &str = "application/x-www-form-urlencoded";
 
-const SCENARIOS: [&str; 7] =
-    ["discovery", "jwks", "client_credentials", "sso_round", "refresh", "userinfo", "introspect"];
+/// In this order by default: `logout` ends the seeded sessions, so it is last.
+const SCENARIOS: [&str; 9] = [
+    "discovery",
+    "jwks",
+    "client_credentials",
+    "sso_round",
+    "refresh",
+    "userinfo",
+    "introspect",
+    "password_signin",
+    "logout",
+];
+/// Accounts of `password_signin`: `benchuser000`, `benchuser001`, …
+const SIGNIN_PREFIX: &str = "benchuser";
+/// The bulk accounts' ids: `bulk-0000000001` … (SQL formats them the same way).
+const BULK_PREFIX: &str = "bulk-";
 
 type Res<T> = Result<T, String>;
 
@@ -88,12 +126,20 @@ struct Opts {
     server_env: Vec<(String, String)>,
     /// Scrape `/metrics` every this many seconds during the load (0: never).
     scrape: u64,
+    /// Server processes on the same database and Redis.
+    nodes: usize,
+    /// Accounts written straight into the tables before the load.
+    accounts: u64,
+    /// Live SSO sessions written straight into the table, with known cookies.
+    sessions: u64,
+    /// Accounts made with `civid user add` for `password_signin`.
+    users: usize,
 }
 
 const USAGE: &str = "cargo bench --bench load -- [--secs N] [--warmup N] [--concurrency N] [--scenario a,b,..] \
-                     [--postgres URL] [--redis URL] [--sqlite] [--memory] [--restarts N] [--no-wrk] [--scrape SECS] \
-                     [--server-env K=V]... [--keep]\n\
-                     scenarios: discovery jwks client_credentials sso_round refresh userinfo introspect";
+                     [--postgres URL] [--redis URL] [--sqlite] [--memory] [--nodes N] [--accounts N] [--sessions N] \
+                     [--users N] [--restarts N] [--no-wrk] [--scrape SECS] [--server-env K=V]... [--keep]\n\
+                     scenarios: discovery jwks client_credentials sso_round refresh userinfo introspect password_signin logout";
 
 fn parse_opts() -> Res<Opts> {
     let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
@@ -109,6 +155,10 @@ fn parse_opts() -> Res<Opts> {
         keep: false,
         server_env: Vec::new(),
         scrape: 0,
+        nodes: 1,
+        accounts: 0,
+        sessions: 0,
+        users: 64,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -122,6 +172,10 @@ fn parse_opts() -> Res<Opts> {
             "--concurrency" | "-c" => o.concurrency = num(value("--concurrency")?, "--concurrency")?.max(1) as usize,
             "--scrape" => o.scrape = num(value("--scrape")?, "--scrape")?,
             "--restarts" => o.restarts = num(value("--restarts")?, "--restarts")?.max(1) as usize,
+            "--nodes" => o.nodes = num(value("--nodes")?, "--nodes")?.max(1) as usize,
+            "--accounts" => o.accounts = num(value("--accounts")?, "--accounts")?,
+            "--sessions" => o.sessions = num(value("--sessions")?, "--sessions")?,
+            "--users" => o.users = num(value("--users")?, "--users")?.clamp(1, 1000) as usize,
             "--scenario" => {
                 for s in value("--scenario")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if !SCENARIOS.contains(&s) {
@@ -149,7 +203,17 @@ fn parse_opts() -> Res<Opts> {
         }
     }
     if o.scenarios.is_empty() {
-        o.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        // logout signs out seeded sessions: only with --sessions.
+        o.scenarios = SCENARIOS.iter().filter(|s| **s != "logout" || o.sessions > 0).map(|s| s.to_string()).collect();
+    } else if o.sessions == 0 && o.scenarios.iter().any(|s| s == "logout") {
+        return Err("scenario logout signs out seeded sessions: give --sessions N".into());
+    }
+    if o.nodes > 1 && (o.postgres.is_none() || o.redis.is_none()) {
+        return Err(format!(
+            "--nodes {} needs --postgres and --redis: nodes share only the database and the ephemeral store, \
+             and a SQLite file or the in-process store belongs to one process",
+            o.nodes
+        ));
     }
     Ok(o)
 }
@@ -204,6 +268,7 @@ fn machine_jiffies() -> (f64, f64, f64) {
 
 /// CPU counters taken at the start and the end of a measurement.
 struct Sample {
+    /// All the nodes together.
     server: f64,
     /// This process (the bench generator), and its waited-for children (wrk).
     own: f64,
@@ -213,9 +278,10 @@ struct Sample {
 }
 
 impl Sample {
-    fn take(server: &Server, tck: f64) -> Sample {
+    fn take(servers: &[Server], tck: f64) -> Sample {
         let (own, children) = cpu_secs("self", tck);
-        Sample { server: server.cpu(tck), own, children, services: services_cpu(tck), machine: machine_jiffies() }
+        let server = servers.iter().map(|s| s.cpu(tck)).sum();
+        Sample { server, own, children, services: services_cpu(tck), machine: machine_jiffies() }
     }
 }
 
@@ -234,6 +300,11 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// One figure per node: `18.7` for one, `18.7 / 18.5 / 19.0` for three.
+fn mibs(kib: &[u64]) -> String {
+    kib.iter().map(|k| mib(*k)).collect::<Vec<_>>().join(" / ")
 }
 
 fn machine() -> String {
@@ -348,6 +419,195 @@ async fn pg_exec(base: &str, admin_db: &str, sql: &str) -> Res<()> {
     r
 }
 
+// ---------------------------------------------------------------- seeding
+
+fn signin_user(i: usize) -> String {
+    format!("{SIGNIN_PREFIX}{i:03}")
+}
+
+/// The cookie of seeded session `i`; the table holds its SHA-256, as the
+/// server stores a real one (`session::prepare`).
+fn session_token(i: u64) -> String {
+    format!("bench-session-{i:08}")
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// How long the seeding took, by part.
+#[derive(Default)]
+struct Seeded {
+    accounts: Duration,
+    sessions: Duration,
+    analyze: Duration,
+}
+
+/// Seeded sessions signed in this long before the seeding: the first request
+/// of each one records that it was seen (a write), as for a person coming back.
+const SESSION_AGE_SECS: i64 = 300;
+/// Rows per INSERT of seeded sessions.
+const SESSION_BATCH: u64 = 1000;
+
+/// `accounts` more accounts and `sessions` live SSO sessions, written
+/// straight into the tables (no server runs meanwhile). Each account: a user
+/// row with a password hash and sealed-profile-sized random bytes, a phone
+/// and an email identifier with a random 43-character blind index (so that
+/// no real identifier matches it and the identifier key is as deep and
+/// scattered as a real one) and random sealed bytes. Each session: a row as
+/// `session::prepare` makes it for a password sign-in (amr `["pwd"]`, acr
+/// `L2`), already used at the bench portal (`clients` lists it, and its
+/// owner has the grant to it that first sign-in made, with the pairwise
+/// subject the server derives), seen `SESSION_AGE_SECS` ago, with
+/// `token_hash` the SHA-256 of `session_token(i)`; owned by bulk account
+/// `i % accounts` (or by the real accounts in turn without bulk ones).
+/// `ANALYZE` afterwards, as an operator's database would have statistics.
+async fn seed(db_url: &str, accounts: u64, sessions: u64) -> Res<Seeded> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let mut took = Seeded::default();
+    if accounts == 0 && sessions == 0 {
+        return Ok(took);
+    }
+    let sqlite = db_url.starts_with("sqlite:");
+    let db = civid::store::connect(db_url, 1).await.map_err(|e| format!("seeding: connect: {e}"))?;
+    let err = |sql: &str, e: sea_orm::DbErr| format!("seeding: {e}: {}", sql.chars().take(200).collect::<String>());
+    if accounts > 0 {
+        let t = Instant::now();
+        let created = unix_now() - 86_400;
+        let hash = civid::crypto::password::hash("bulk account password").map_err(|e| e.to_string())?;
+        let txn = db.begin().await.map_err(|e| format!("seeding: {e}"))?;
+        let mut statements = Vec::new();
+        if sqlite {
+            statements.push("PRAGMA cache_size = -1048576".to_string());
+            statements.push(format!(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {accounts}) \
+                 INSERT INTO users (id, realm, status, password_hash, profile_sealed, created_at, updated_at, last_login_at, purge_after) \
+                 SELECT printf('{BULK_PREFIX}%010d', x), '{REALM}', 'active', '{hash}', randomblob(48), {created}, {created}, NULL, NULL FROM c"
+            ));
+            for kind in ["phone", "email"] {
+                statements.push(format!(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {accounts}) \
+                     INSERT INTO user_identifiers (realm, kind, blind_index, user_id, sealed, verified, created_at) \
+                     SELECT '{REALM}', '{kind}', substr(hex(randomblob(22)), 1, 43), printf('{BULK_PREFIX}%010d', x), \
+                     randomblob(40), 1, {created} FROM c"
+                ));
+            }
+        } else {
+            // md5 of random() as random bytes: pgcrypto is not assumed.
+            statements.push(format!(
+                "INSERT INTO users (id, realm, status, password_hash, profile_sealed, created_at, updated_at, last_login_at, purge_after) \
+                 SELECT '{BULK_PREFIX}' || lpad(x::text, 10, '0'), '{REALM}', 'active', '{hash}', \
+                 decode(md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex'), {created}, {created}, NULL, NULL \
+                 FROM generate_series(1, {accounts}) AS x"
+            ));
+            for kind in ["phone", "email"] {
+                statements.push(format!(
+                    "INSERT INTO user_identifiers (realm, kind, blind_index, user_id, sealed, verified, created_at) \
+                     SELECT '{REALM}', '{kind}', substr(upper(md5(random()::text) || md5(random()::text)), 1, 43), \
+                     '{BULK_PREFIX}' || lpad(x::text, 10, '0'), \
+                     decode(md5(random()::text) || md5(random()::text) || substr(md5(random()::text), 1, 16), 'hex'), \
+                     true, {created} FROM generate_series(1, {accounts}) AS x"
+                ));
+            }
+        }
+        for (i, sql) in statements.iter().enumerate() {
+            txn.execute_unprepared(sql).await.map_err(|e| err(sql, e))?;
+            if i > 0 || !sqlite {
+                eprintln!("  seeding: {} statement(s) of the accounts after {:.1} s", i + 1, t.elapsed().as_secs_f64());
+            }
+        }
+        txn.commit().await.map_err(|e| format!("seeding: commit: {e}"))?;
+        took.accounts = t.elapsed();
+        eprintln!("  seeding: {accounts} accounts committed after {:.1} s", took.accounts.as_secs_f64());
+    }
+    if sessions > 0 {
+        let t = Instant::now();
+        let owners: Vec<String> = if accounts > 0 {
+            Vec::new()
+        } else {
+            let sql = format!("SELECT id FROM users WHERE realm = '{REALM}' ORDER BY id");
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.clone()))
+                .await
+                .map_err(|e| err(&sql, e))?;
+            rows.iter().filter_map(|r| r.try_get::<String>("", "id").ok()).collect()
+        };
+        if accounts == 0 && owners.is_empty() {
+            return Err("seeding sessions: no accounts to own them".into());
+        }
+        let owner = |i: u64| match owners.get((i % owners.len().max(1) as u64) as usize) {
+            Some(id) if accounts == 0 => id.clone(),
+            _ => format!("{BULK_PREFIX}{:010}", i % accounts.max(1) + 1),
+        };
+        let auth = unix_now() - SESSION_AGE_SECS;
+        // The bench realm's session settings are the defaults.
+        let expires = auth + civid::realm::model::SessionSettings::default().absolute_secs as i64;
+        // The grants: the pairwise subject is keyed by the data key the
+        // first start stored, which the KEK unwraps.
+        let settings = civid::config::Settings {
+            database_url: db_url.to_string(),
+            kek: URL_SAFE_NO_PAD.encode(KEK_BYTES),
+            ..Default::default()
+        };
+        let (secrets, _) = civid::secrets::load(&settings, &db).await.map_err(|e| format!("seeding: {e}"))?;
+        let sector =
+            civid::realm::model::ClientSettings { redirect_uris: vec![REDIRECT_URI.to_string()], ..Default::default() }
+                .sector(CLIENT_ID);
+        let distinct = sessions.min(if accounts > 0 { accounts } else { owners.len() as u64 });
+        let txn = db.begin().await.map_err(|e| format!("seeding: {e}"))?;
+        let mut i = 0;
+        while i < distinct {
+            let end = (i + SESSION_BATCH).min(distinct);
+            let mut sql = String::from(
+                "INSERT INTO grants (id, realm, user_id, client_id, subject, scopes, created_at, updated_at, revoked_at) \
+                 VALUES ",
+            );
+            for j in i..end {
+                let user = owner(j);
+                let subject = secrets.pairwise_subject(REALM, &sector, &user);
+                let _ = write!(
+                    sql,
+                    "{}('bench-grant-{j:08}', '{REALM}', '{user}', '{CLIENT_ID}', '{subject}', 'openid', {auth}, {auth}, NULL)",
+                    if j == i { "" } else { ", " },
+                );
+            }
+            txn.execute_unprepared(&sql).await.map_err(|e| err(&sql, e))?;
+            i = end;
+        }
+        let mut i = 0;
+        while i < sessions {
+            let end = (i + SESSION_BATCH).min(sessions);
+            let mut sql = String::from(
+                "INSERT INTO sso_sessions (id, realm, user_id, token_hash, auth_time, amr, acr, clients, created_at, \
+                 last_seen_at, expires_at, ended_at, end_reason, ip, user_agent, acting) VALUES ",
+            );
+            for j in i..end {
+                let hash = civid::crypto::random::sha256_b64(session_token(j).as_bytes());
+                let _ = write!(
+                    sql,
+                    "{}('bench-sid-{j:08}', '{REALM}', '{}', '{hash}', {auth}, '[\"pwd\"]', 'L2', '[\"{CLIENT_ID}\"]', \
+                     {auth}, {auth}, {expires}, NULL, NULL, NULL, NULL, NULL)",
+                    if j == i { "" } else { ", " },
+                    owner(j)
+                );
+            }
+            txn.execute_unprepared(&sql).await.map_err(|e| err(&sql, e))?;
+            i = end;
+        }
+        txn.commit().await.map_err(|e| format!("seeding: commit: {e}"))?;
+        took.sessions = t.elapsed();
+        eprintln!(
+            "  seeding: {sessions} sessions and {distinct} grants committed after {:.1} s",
+            took.sessions.as_secs_f64()
+        );
+    }
+    let t = Instant::now();
+    db.execute_unprepared("ANALYZE").await.map_err(|e| format!("seeding: ANALYZE: {e}"))?;
+    took.analyze = t.elapsed();
+    db.close().await.ok();
+    Ok(took)
+}
+
 impl Setup {
     fn new(o: &Opts, rt: &tokio::runtime::Runtime) -> Res<Setup> {
         let dir = tempfile::Builder::new().prefix("civid-bench-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
@@ -426,10 +686,10 @@ impl Setup {
     }
 
     /// `civid user add`; returns how long it took (it hashes with Argon2id).
-    fn add_user(&self) -> Res<Duration> {
+    fn add_user(&self, username: &str) -> Res<Duration> {
         let t = Instant::now();
         let mut child = self
-            .command(&["user", "add", "--realm", REALM, "--username", USERNAME, "--password-stdin"])
+            .command(&["user", "add", "--realm", REALM, "--username", username, "--password-stdin"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -441,7 +701,7 @@ impl Setup {
         let out = child.wait_with_output().map_err(|e| format!("civid user add: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "civid user add failed: {}{}",
+                "civid user add {username} failed: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ));
@@ -449,7 +709,52 @@ impl Setup {
         Ok(t.elapsed())
     }
 
-    fn serve(&self, n: usize) -> Res<Server> {
+    /// How many `civid user add` run at once: on SQLite one, since
+    /// concurrent writers of a WAL database fail with SQLITE_BUSY_SNAPSHOT.
+    fn user_add_parallelism(&self) -> usize {
+        if self.pg_admin.is_some() { 4 } else { 1 }
+    }
+
+    /// The accounts of `password_signin` (`benchuser000`, …), made with
+    /// `civid user add`, a few at a time; returns how long it took.
+    fn add_users(&self, k: usize) -> Res<Duration> {
+        let t = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Res<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.user_add_parallelism())
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if i >= k {
+                                return Ok(());
+                            }
+                            self.add_user(&signin_user(i))?;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("civid user add thread panicked".into())))
+                .collect()
+        });
+        results.into_iter().collect::<Res<Vec<()>>>()?;
+        Ok(t.elapsed())
+    }
+
+    /// The database URL civid runs on.
+    fn database_url(&self) -> Res<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "CIVID_DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| "no CIVID_DATABASE_URL".to_string())
+    }
+
+    /// `name`: of the log file. `public_url`: the URL of the node the others
+    /// share (behind one load balancer they have one issuer); None: its own.
+    fn serve(&self, name: &str, public_url: Option<&str>) -> Res<Server> {
         let free_port = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -461,11 +766,11 @@ impl Setup {
         // on a port of its own so that runs do not collide.
         let admin_port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
-        let log = self.dir.path().join(format!("serve-{n}.log"));
+        let log = self.dir.path().join(format!("{name}.log"));
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = self.command(&["serve"]);
-        cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}")).env("CIVID_PUBLIC_URL", &url);
+        cmd.env("CIVID_LISTEN", format!("127.0.0.1:{port}")).env("CIVID_PUBLIC_URL", public_url.unwrap_or(&url));
         cmd.env("CIVID_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"));
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let started = Instant::now();
@@ -518,22 +823,24 @@ fn readyz(port: u16) -> Option<u16> {
     get_status(port, "/readyz", false)
 }
 
-/// Scrapes the admin listener's `/metrics` every `every` until dropped, as
-/// Prometheus would.
+/// Scrapes every node's admin listener `/metrics` every `every` until
+/// dropped, as Prometheus would.
 struct Scraper {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl Scraper {
-    fn start(admin_port: u16, every: Duration) -> Scraper {
+    fn start(admin_ports: Vec<u16>, every: Duration) -> Scraper {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut n = 0;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                if get_status(admin_port, "/metrics", true) == Some(200) {
-                    n += 1;
+                for port in &admin_ports {
+                    if get_status(*port, "/metrics", true) == Some(200) {
+                        n += 1;
+                    }
                 }
                 let until = Instant::now() + every;
                 while Instant::now() < until && !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -609,6 +916,134 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+// ---------------------------------------------------------------- store counts
+
+/// What the requests asked of the shared stores, from the nodes' `/metrics`
+/// (summed over the nodes): per endpoint (route pattern and method)
+/// requests, database reads, database writes and ephemeral-store commands;
+/// and the database writes of background work (the audit writer's group
+/// commits, jobs). The scrapes themselves (`/metrics`) are left out.
+#[derive(Default, Clone)]
+struct StoreCounts {
+    endpoints: std::collections::BTreeMap<(String, String), [f64; 4]>,
+    background_writes: f64,
+}
+
+/// A metric's labels, as (name, value).
+type Labels = Vec<(String, String)>;
+
+/// `name{a="x",b="y"} 12` → (name, labels, value).
+fn metric_line(line: &str) -> Option<(&str, Labels, f64)> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let (name, labels, rest) = match line.find('{') {
+        Some(open) => {
+            let close = line.rfind('}')?;
+            (&line[..open], &line[open + 1..close], &line[close + 1..])
+        }
+        None => {
+            let (n, r) = line.split_once(' ')?;
+            (n, "", r)
+        }
+    };
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    let mut out = Vec::new();
+    let mut chars = labels.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut val = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => val.push('\n'),
+                    Some(x) => val.push(x),
+                    None => break,
+                },
+                '"' => break,
+                c => val.push(c),
+            }
+        }
+        out.push((key.trim().to_string(), val));
+    }
+    Some((name, out, value))
+}
+
+impl StoreCounts {
+    fn add_exposition(&mut self, text: &str) {
+        for line in text.lines() {
+            let Some((name, labels, value)) = metric_line(line) else { continue };
+            let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+            let column = match name {
+                "civid_http_request_duration_seconds_count" => 0,
+                "civid_request_db_statements_total" if label("kind") == "read" => 1,
+                "civid_request_db_statements_total" if label("kind") == "write" => 2,
+                "civid_request_ephemeral_commands_total" => 3,
+                "civid_db_statements_total" if label("kind") == "write" && label("origin") == "background" => {
+                    self.background_writes += value;
+                    continue;
+                }
+                _ => continue,
+            };
+            let endpoint = label("endpoint");
+            if endpoint == "/metrics" {
+                continue;
+            }
+            let key = (endpoint.to_string(), label("method").to_string());
+            if let Some(v) = self.endpoints.entry(key).or_default().get_mut(column) {
+                *v += value;
+            }
+        }
+    }
+
+    /// What was counted since `before`.
+    fn since(&self, before: &StoreCounts) -> StoreCounts {
+        let mut d = self.clone();
+        for (k, v) in &before.endpoints {
+            if let Some(now) = d.endpoints.get_mut(k) {
+                for (a, b) in now.iter_mut().zip(v) {
+                    *a -= b;
+                }
+            }
+        }
+        d.endpoints.retain(|_, v| v.iter().any(|x| *x > 0.0));
+        d.background_writes -= before.background_writes;
+        d
+    }
+
+    /// Requests, reads, writes, ephemeral commands over every endpoint.
+    fn totals(&self) -> [f64; 4] {
+        let mut t = [0.0; 4];
+        for v in self.endpoints.values() {
+            for (a, b) in t.iter_mut().zip(v) {
+                *a += b;
+            }
+        }
+        t
+    }
+}
+
+/// Reads every node's `/metrics` (admin listener) and adds them up.
+async fn store_counts(http: &reqwest::Client, admin_ports: &[u16]) -> Res<StoreCounts> {
+    let mut c = StoreCounts::default();
+    for port in admin_ports {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let resp = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let text = expect(resp, 200, "/metrics").await?.text().await.map_err(|e| format!("{url}: {e}"))?;
+        c.add_exposition(&text);
+    }
+    Ok(c)
 }
 
 // ---------------------------------------------------------------- HTTP helpers
@@ -687,36 +1122,93 @@ fn hidden(html: &str, name: &str) -> String {
 
 // ---------------------------------------------------------------- a browser
 
-/// A browser that signed in once and keeps its session cookie.
+/// The same endpoint on every node: each request goes to the next one in
+/// turn, as a round-robin load balancer would send it. With one node, always
+/// the same URL.
+struct Targets {
+    urls: Vec<reqwest::Url>,
+    next: usize,
+}
+
+impl Targets {
+    /// `start`: the node of the first request (workers start on different ones).
+    fn new(bases: &[String], path: &str, start: usize) -> Res<Targets> {
+        if bases.is_empty() {
+            return Err("no nodes".into());
+        }
+        let urls = bases
+            .iter()
+            .map(|b| reqwest::Url::parse(&format!("{b}{path}")).map_err(|e| format!("URL {b}{path}: {e}")))
+            .collect::<Res<Vec<_>>>()?;
+        Ok(Targets { next: start % urls.len(), urls })
+    }
+
+    fn next(&mut self) -> reqwest::Url {
+        let u = self.urls[self.next % self.urls.len()].clone();
+        self.next = (self.next + 1) % self.urls.len();
+        u
+    }
+}
+
+/// A browser that signed in once and keeps its session cookie (or, without
+/// a cookie jar, presents the cookies it is given). Its requests go to the
+/// nodes in turn; the cookies are the host's, so every node sees them.
 struct Browser {
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     rng: SystemRandom,
     auth: HeaderValue,
-    authorize_prefix: String,
-    token_url: reqwest::Url,
+    authorize_prefixes: Vec<String>,
+    token_urls: Vec<reqwest::Url>,
     redirect_enc: String,
     /// Tokens of the last round.
     last: Option<TokenResponse>,
 }
 
 impl Browser {
-    fn new(base: &str) -> Res<Browser> {
+    fn new(bases: &[String], start: usize, cookies: bool) -> Res<Browser> {
+        if bases.is_empty() {
+            return Err("no nodes".into());
+        }
         let redirect_enc = enc(REDIRECT_URI);
         Ok(Browser {
-            http: http_client(true)?,
-            base: base.to_string(),
+            http: http_client(cookies)?,
+            bases: bases.to_vec(),
+            next: std::sync::atomic::AtomicUsize::new(start),
             rng: SystemRandom::new(),
             auth: basic_auth(),
-            authorize_prefix: format!(
-                "{base}/realms/{REALM}/authorize?response_type=code&client_id={CLIENT_ID}&redirect_uri={redirect_enc}\
-                 &scope=openid&code_challenge_method=S256"
-            ),
-            token_url: reqwest::Url::parse(&format!("{base}/realms/{REALM}/token"))
-                .map_err(|e| format!("token URL: {e}"))?,
+            authorize_prefixes: bases
+                .iter()
+                .map(|base| {
+                    format!(
+                        "{base}/realms/{REALM}/authorize?response_type=code&client_id={CLIENT_ID}&redirect_uri={redirect_enc}\
+                         &scope=openid&code_challenge_method=S256"
+                    )
+                })
+                .collect(),
+            token_urls: bases
+                .iter()
+                .map(|base| {
+                    reqwest::Url::parse(&format!("{base}/realms/{REALM}/token")).map_err(|e| format!("token URL: {e}"))
+                })
+                .collect::<Res<Vec<_>>>()?,
             redirect_enc,
             last: None,
         })
+    }
+
+    /// The node of the next request.
+    fn node(&self) -> usize {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.bases.len()
+    }
+
+    fn base(&self) -> &str {
+        &self.bases[self.node()]
+    }
+
+    fn token_url(&self) -> reqwest::Url {
+        self.token_urls[self.node()].clone()
     }
 
     /// An authorization request with fresh state, nonce and PKCE verifier.
@@ -725,7 +1217,8 @@ impl Browser {
         let nonce = random_b64(&self.rng, 12);
         let verifier = random_b64(&self.rng, 32);
         let challenge = URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()));
-        let url = format!("{}&state={state}&nonce={nonce}&code_challenge={challenge}", self.authorize_prefix);
+        let prefix = &self.authorize_prefixes[self.node()];
+        let url = format!("{prefix}&state={state}&nonce={nonce}&code_challenge={challenge}");
         (url, state, verifier)
     }
 
@@ -737,7 +1230,7 @@ impl Browser {
             expect(self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?, 303, "authorize").await?;
         let next = location(&resp);
         let login = if next.starts_with('/') {
-            format!("{}{next}", self.base)
+            format!("{}{next}", self.base())
         } else {
             return Err(format!("authorize went to {next} before sign-in"));
         };
@@ -753,7 +1246,7 @@ impl Browser {
         ];
         let resp = self
             .http
-            .post(format!("{}/realms/{REALM}/login", self.base))
+            .post(format!("{}/realms/{REALM}/login", self.base()))
             .form(&form)
             .send()
             .await
@@ -781,7 +1274,7 @@ impl Browser {
         );
         let resp = self
             .http
-            .post(self.token_url.clone())
+            .post(self.token_url())
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, FORM)
             .body(body)
@@ -793,13 +1286,93 @@ impl Browser {
         serde_json::from_slice(&bytes).map_err(|e| format!("token response: {e}"))
     }
 
-    /// Authorize with the existing session → code. Returns (code, verifier).
-    async fn authorize(&self) -> Res<(String, String)> {
+    /// Authorize with the existing session (the jar's, or `cookie`) → code.
+    /// Returns (code, verifier).
+    async fn authorize(&self, cookie: Option<HeaderValue>) -> Res<(String, String)> {
         let (url, state, verifier) = self.auth_request();
-        let resp = self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?;
+        let mut req = self.http.get(&url);
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        let resp = req.send().await.map_err(|e| format!("authorize: {e}"))?;
         let resp = expect(resp, 303, "authorize").await?;
         let code = code_from(&location(&resp), &state)?;
         Ok((code, verifier))
+    }
+}
+
+/// A new browser per sign-in: a cookie jar kept by hand and emptied before
+/// each one (the keep-alive connections stay), its requests to the nodes in
+/// turn. Signs in as the `--users` accounts in turn.
+struct Signer {
+    b: Browser,
+    jar: Vec<(String, String)>,
+    users: usize,
+    user: usize,
+    stride: usize,
+}
+
+impl Signer {
+    fn cookie_header(&self) -> Option<HeaderValue> {
+        if self.jar.is_empty() {
+            return None;
+        }
+        let v = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        HeaderValue::from_str(&v).ok()
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder, what: &str) -> Res<reqwest::Response> {
+        let req = match self.cookie_header() {
+            Some(c) => req.header(COOKIE, c),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+        for c in resp.headers().get_all(SET_COOKIE) {
+            if let Some((k, v)) = c.to_str().ok().and_then(|c| c.split(';').next()).and_then(|c| c.split_once('=')) {
+                let (k, v) = (k.trim().to_string(), v.trim().to_string());
+                self.jar.retain(|(n, _)| *n != k);
+                if !v.is_empty() {
+                    self.jar.push((k, v));
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    /// One whole sign-in; `steps`: authorize, login page, password, token.
+    async fn sign_in(&mut self, steps: &mut [u32; 4]) -> Res<()> {
+        self.jar.clear();
+        let who = signin_user(self.user);
+        self.user = (self.user + self.stride) % self.users;
+        let t0 = Instant::now();
+        let (url, state, verifier) = self.b.auth_request();
+        let req = self.b.http.get(&url);
+        let resp = expect(self.send(req, "authorize").await?, 303, "authorize").await?;
+        let next = location(&resp);
+        if !next.starts_with(&format!("/realms/{REALM}/login?tx=")) {
+            return Err(format!("authorize went to {next:?}, not the login page"));
+        }
+        let t1 = Instant::now();
+        let req = self.b.http.get(format!("{}{next}", self.b.base()));
+        let page = expect(self.send(req, "login page").await?, 200, "login page").await?;
+        let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
+        let (csrf, tx) = (hidden(&html, "csrf"), hidden(&html, "tx"));
+        if csrf.is_empty() || tx.is_empty() {
+            return Err("the login page has no form with csrf and tx".into());
+        }
+        let t2 = Instant::now();
+        let body = format!("csrf={}&tx={}&identifier={}&password={}", enc(&csrf), enc(&tx), enc(&who), enc(PASSWORD));
+        let req =
+            self.b.http.post(format!("{}/realms/{REALM}/login", self.b.base())).header(CONTENT_TYPE, FORM).body(body);
+        let resp = expect(self.send(req, "login").await?, 303, "login").await?;
+        let code = code_from(&location(&resp), &state)?;
+        let t3 = Instant::now();
+        let tr = self.b.redeem(&code, &verifier).await?;
+        if tr.id_token.is_none() {
+            return Err("no id_token".into());
+        }
+        *steps = [micros(t1 - t0), micros(t2 - t1), micros(t3 - t2), micros(t3.elapsed())];
+        Ok(())
     }
 }
 
@@ -826,13 +1399,29 @@ fn code_from(callback: &str, state: &str) -> Res<String> {
 
 // ---------------------------------------------------------------- workers
 
+/// What one connection does. `SsoSeeded`: `sso_round` over the seeded
+/// sessions (how many): each round presents the cookie of one chosen at
+/// random (and a browser-binding cookie of its own, as the browser that
+/// signed in would hold).
 enum Worker {
-    Get { http: reqwest::Client, url: reqwest::Url },
-    ClientCredentials { http: reqwest::Client, url: reqwest::Url, auth: HeaderValue },
+    Get { http: reqwest::Client, url: Targets },
+    ClientCredentials { http: reqwest::Client, url: Targets, auth: HeaderValue },
     Sso(Box<Browser>),
+    SsoSeeded(Box<Browser>, u64),
     Refresh(Box<Browser>, String),
-    Userinfo { http: reqwest::Client, url: reqwest::Url, bearer: HeaderValue },
-    Introspect { http: reqwest::Client, url: reqwest::Url, auth: HeaderValue, body: String },
+    Userinfo { http: reqwest::Client, url: Targets, bearer: HeaderValue },
+    Introspect { http: reqwest::Client, url: Targets, auth: HeaderValue, body: String },
+    Signin(Box<Signer>),
+    Logout(Box<Signout>),
+}
+
+/// Signs out seeded sessions, each once (`next` is shared by the workers).
+struct Signout {
+    http: reqwest::Client,
+    page: Targets,
+    confirm: Targets,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    sessions: u64,
 }
 
 #[derive(Default)]
@@ -843,25 +1432,33 @@ struct Stats {
     steps: Vec<(&'static str, Vec<u32>)>,
     errors: u64,
     first_error: Option<String>,
+    /// Operations of the warm-up (not in `lat`), and the ones that failed.
+    warm_ok: u64,
+    warm_errors: u64,
 }
 
 fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
 }
 
+/// The session cookie name over http (the bench speaks http).
+fn session_cookie_name() -> String {
+    civid::authn::session::cookie_name(REALM, false)
+}
+
 impl Worker {
     /// One operation; `steps` receives the latency of each step of a round.
-    async fn op(&mut self, steps: &mut [u32; 2]) -> Res<()> {
+    async fn op(&mut self, steps: &mut [u32; 4]) -> Res<()> {
         match self {
             Worker::Get { http, url } => {
-                let resp = http.get(url.clone()).send().await.map_err(|e| e.to_string())?;
+                let resp = http.get(url.next()).send().await.map_err(|e| e.to_string())?;
                 let resp = expect(resp, 200, "GET").await?;
                 resp.bytes().await.map_err(|e| e.to_string())?;
                 Ok(())
             }
             Worker::ClientCredentials { http, url, auth } => {
                 let resp = http
-                    .post(url.clone())
+                    .post(url.next())
                     .header(AUTHORIZATION, auth.clone())
                     .header(CONTENT_TYPE, FORM)
                     .body("grant_type=client_credentials")
@@ -877,7 +1474,7 @@ impl Worker {
             }
             Worker::Sso(b) => {
                 let t0 = Instant::now();
-                let (code, verifier) = b.authorize().await?;
+                let (code, verifier) = b.authorize(None).await?;
                 let t1 = Instant::now();
                 let tr = b.redeem(&code, &verifier).await?;
                 steps[0] = micros(t1 - t0);
@@ -888,11 +1485,33 @@ impl Worker {
                 b.last = Some(tr);
                 Ok(())
             }
+            Worker::SsoSeeded(b, sessions) => {
+                let mut r = [0u8; 8];
+                b.rng.fill(&mut r).map_err(|_| "random".to_string())?;
+                let i = u64::from_le_bytes(r) % (*sessions).max(1);
+                let cookie = format!(
+                    "{}={}; {}=bench-binding-{i:08}",
+                    session_cookie_name(),
+                    session_token(i),
+                    civid::http::cookies::binding_name(false)
+                );
+                let cookie = HeaderValue::from_str(&cookie).map_err(|e| e.to_string())?;
+                let t0 = Instant::now();
+                let (code, verifier) = b.authorize(Some(cookie)).await?;
+                let t1 = Instant::now();
+                let tr = b.redeem(&code, &verifier).await?;
+                steps[0] = micros(t1 - t0);
+                steps[1] = micros(t1.elapsed());
+                if tr.id_token.is_none() {
+                    return Err("no id_token".into());
+                }
+                Ok(())
+            }
             Worker::Refresh(b, token) => {
                 let body = format!("grant_type=refresh_token&refresh_token={token}");
                 let resp = b
                     .http
-                    .post(b.token_url.clone())
+                    .post(b.token_url())
                     .header(AUTHORIZATION, b.auth.clone())
                     .header(CONTENT_TYPE, FORM)
                     .body(body)
@@ -907,7 +1526,7 @@ impl Worker {
             }
             Worker::Userinfo { http, url, bearer } => {
                 let resp = http
-                    .get(url.clone())
+                    .get(url.next())
                     .header(AUTHORIZATION, bearer.clone())
                     .send()
                     .await
@@ -917,7 +1536,7 @@ impl Worker {
             }
             Worker::Introspect { http, url, auth, body } => {
                 let resp = http
-                    .post(url.clone())
+                    .post(url.next())
                     .header(AUTHORIZATION, auth.clone())
                     .header(CONTENT_TYPE, FORM)
                     .body(body.clone())
@@ -930,12 +1549,59 @@ impl Worker {
                 }
                 Ok(())
             }
+            Worker::Signin(s) => s.sign_in(steps).await,
+            Worker::Logout(l) => {
+                let Signout { http, page, confirm, next, sessions } = &mut **l;
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= *sessions {
+                    return Err(format!(
+                        "the {sessions} seeded sessions are used up (each is signed out once; seed more with --sessions)"
+                    ));
+                }
+                let name = session_cookie_name();
+                let cookie =
+                    HeaderValue::from_str(&format!("{name}={}", session_token(i))).map_err(|e| e.to_string())?;
+                let t0 = Instant::now();
+                let resp =
+                    http.get(page.next()).header(COOKIE, cookie.clone()).send().await.map_err(|e| e.to_string())?;
+                let html = expect(resp, 200, "logout").await?.text().await.map_err(|e| e.to_string())?;
+                let csrf = hidden(&html, "csrf");
+                if csrf.is_empty() {
+                    return Err(format!(
+                        "no confirmation form for seeded session {i}: {}",
+                        html.chars().take(300).collect::<String>()
+                    ));
+                }
+                let ui = hidden(&html, "ui_locales");
+                let t1 = Instant::now();
+                let resp = http
+                    .post(confirm.next())
+                    .header(COOKIE, cookie)
+                    .header(CONTENT_TYPE, FORM)
+                    .body(format!("csrf={}&ui_locales={}", enc(&csrf), enc(&ui)))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let cleared =
+                    resp.headers().get_all(SET_COOKIE).iter().any(|c| {
+                        c.to_str().is_ok_and(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0"))
+                    });
+                expect(resp, 200, "logout/confirm").await?.bytes().await.map_err(|e| e.to_string())?;
+                if !cleared {
+                    return Err(format!("seeded session {i}: the confirmed logout did not clear the session cookie"));
+                }
+                steps[0] = micros(t1 - t0);
+                steps[1] = micros(t1.elapsed());
+                Ok(())
+            }
         }
     }
 
     fn step_names(&self) -> &'static [&'static str] {
         match self {
-            Worker::Sso(_) => &["authorize", "token"],
+            Worker::Sso(_) | Worker::SsoSeeded(..) => &["authorize", "token"],
+            Worker::Signin(_) => &["authorize", "login page", "password", "token"],
+            Worker::Logout(_) => &["confirmation page", "confirm"],
             _ => &[],
         }
     }
@@ -949,7 +1615,7 @@ async fn drive(mut w: Worker, measure_from: Instant, until: Instant, capacity: u
     for n in names {
         st.steps.push((n, Vec::with_capacity(capacity)));
     }
-    let mut steps = [0u32; 2];
+    let mut steps = [0u32; 4];
     loop {
         let t0 = Instant::now();
         if t0 >= until {
@@ -961,13 +1627,15 @@ async fn drive(mut w: Worker, measure_from: Instant, until: Instant, capacity: u
             Ok(()) if counted => {
                 st.lat.push(micros(t0.elapsed()));
                 for (i, (_, v)) in st.steps.iter_mut().enumerate() {
-                    v.push(steps[i]);
+                    v.push(steps.get(i).copied().unwrap_or(0));
                 }
             }
-            Ok(()) => {}
+            Ok(()) => st.warm_ok += 1,
             Err(e) => {
                 if counted {
                     st.errors += 1;
+                } else {
+                    st.warm_errors += 1;
                 }
                 if st.first_error.is_none() {
                     st.first_error = Some(e);
@@ -1002,9 +1670,12 @@ struct Row {
     other_us: f64,
     /// Share of both cores busy during the measurement.
     busy_pct: f64,
-    /// Server RSS when the scenario ended, KiB.
-    rss_kib: u64,
+    /// Server RSS when the scenario ended, KiB, per node.
+    rss_kib: Vec<u64>,
     steps: Vec<(String, f64, f64)>,
+    /// What the scenario's requests asked of the shared stores, over all its
+    /// operations (warm-up too): (successful operations, failed ones, counts).
+    store: Option<(u64, u64, StoreCounts)>,
 }
 
 /// Busy CPU seconds of the machine not spent by the server, the generator
@@ -1050,9 +1721,56 @@ impl Row {
             self.other_us,
             self.busy_pct,
             self.errors,
-            mib(self.rss_kib)
+            mibs(&self.rss_kib)
         )
     }
+
+    /// A line of the table under `store_header`.
+    fn store_markdown(&self) -> Option<String> {
+        let (ops, failed, c) = self.store.as_ref()?;
+        let n = (*ops).max(1) as f64;
+        let t = c.totals();
+        // Whatever requests the failed ones made are in the counts too.
+        let failed = if *failed > 0 { format!(" ({failed} failed)") } else { String::new() };
+        Some(format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {ops}{failed} |",
+            self.scenario,
+            t[0] / n,
+            t[1] / n,
+            t[2] / n,
+            t[3] / n,
+            c.background_writes / n
+        ))
+    }
+
+    /// One line per endpoint the scenario's requests went to.
+    fn store_detail(&self) -> Vec<String> {
+        let Some((ops, _, c)) = self.store.as_ref() else { return Vec::new() };
+        let n = (*ops).max(1) as f64;
+        c.endpoints
+            .iter()
+            .map(|((endpoint, method), v)| {
+                format!(
+                    "| {} | {method} {endpoint} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    self.scenario,
+                    v[0] / n,
+                    v[1] / n,
+                    v[2] / n,
+                    v[3] / n
+                )
+            })
+            .collect()
+    }
+}
+
+fn store_header() -> &'static str {
+    "| scenario | HTTP requests/op | DB reads/op | DB writes/op | ephemeral (Redis) commands/op | background DB writes/op | operations (warm-up included) |\n\
+     |---|---:|---:|---:|---:|---:|---:|"
+}
+
+fn store_detail_header() -> &'static str {
+    "| scenario | endpoint | requests/op | DB reads/op | DB writes/op | ephemeral (Redis) commands/op |\n\
+     |---|---|---:|---:|---:|---:|"
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -1060,11 +1778,38 @@ impl Row {
 struct Bench<'a> {
     o: &'a Opts,
     setup: &'a Setup,
-    server: &'a Server,
+    /// Node 0 first.
+    servers: &'a [Server],
+    /// The nodes' URLs.
+    bases: Vec<String>,
     browsers: Vec<Browser>,
+    /// The next seeded session to sign out (each once, over all scenarios).
+    logout_next: Arc<std::sync::atomic::AtomicU64>,
+    /// For `/metrics`.
+    admin_http: reqwest::Client,
 }
 
-impl Bench<'_> {
+impl<'a> Bench<'a> {
+    fn new(o: &'a Opts, setup: &'a Setup, servers: &'a [Server]) -> Res<Bench<'a>> {
+        Ok(Bench {
+            o,
+            setup,
+            servers,
+            bases: servers.iter().map(|s| s.url.clone()).collect(),
+            browsers: Vec::new(),
+            logout_next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            admin_http: http_client(false)?,
+        })
+    }
+
+    fn rss_kib(&self) -> Vec<u64> {
+        self.servers.iter().map(|s| s.rss_kib()).collect()
+    }
+
+    fn admin_ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|s| s.admin_port).collect()
+    }
+
     /// Signed-in browsers, one per connection (made once, shared by the
     /// scenarios that need a session or a person's tokens).
     async fn browsers(&mut self) -> Res<()> {
@@ -1074,8 +1819,8 @@ impl Bench<'_> {
         let t = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         let gate = Arc::new(tokio::sync::Semaphore::new(4));
-        for _ in self.browsers.len()..self.o.concurrency {
-            let mut b = Browser::new(&self.server.url)?;
+        for i in self.browsers.len()..self.o.concurrency {
+            let mut b = Browser::new(&self.bases, i, true)?;
             let gate = gate.clone();
             tasks.spawn(async move {
                 let _permit = gate.acquire().await;
@@ -1089,14 +1834,16 @@ impl Bench<'_> {
             "  {} browsers signed in ({} ms, Argon2id each); server RSS now {} MiB",
             self.browsers.len(),
             t.elapsed().as_millis(),
-            mib(self.server.rss_kib())
+            mibs(&self.rss_kib())
         );
         Ok(())
     }
 
     async fn workers(&mut self, scenario: &str) -> Res<Vec<Worker>> {
-        let base = &self.server.url;
-        let parse = |p: &str| reqwest::Url::parse(&format!("{base}{p}")).map_err(|e| format!("URL {p}: {e}"));
+        let bases = self.bases.clone();
+        let targets = |p: &str, start: usize| Targets::new(&bases, p, start);
+        let first = bases.first().cloned().ok_or("no nodes")?;
+        let parse = |p: &str| reqwest::Url::parse(&format!("{first}{p}")).map_err(|e| format!("URL {p}: {e}"));
         let n = self.o.concurrency;
         let mut out = Vec::with_capacity(n);
         match scenario {
@@ -1106,15 +1853,15 @@ impl Bench<'_> {
                 } else {
                     format!("/realms/{REALM}/.well-known/openid-configuration")
                 };
-                for _ in 0..n {
-                    out.push(Worker::Get { http: http_client(false)?, url: parse(&path)? });
+                for i in 0..n {
+                    out.push(Worker::Get { http: http_client(false)?, url: targets(&path, i)? });
                 }
             }
             "client_credentials" => {
-                for _ in 0..n {
+                for i in 0..n {
                     out.push(Worker::ClientCredentials {
                         http: http_client(false)?,
-                        url: parse(&format!("/realms/{REALM}/token"))?,
+                        url: targets(&format!("/realms/{REALM}/token"), i)?,
                         auth: basic_auth(),
                     });
                 }
@@ -1133,6 +1880,14 @@ impl Bench<'_> {
                 .map_err(|e| format!("client_credentials response: {e}"))?;
                 check_alg("client_credentials access token", &tr.access_token, "ES256", Some("at+jwt"))?;
             }
+            "sso_round" if self.o.sessions > 0 => {
+                // Each round presents the cookie of a seeded session chosen
+                // at random: lookups spread over all of them, mostly cold in
+                // the session cache.
+                for i in 0..n {
+                    out.push(Worker::SsoSeeded(Box::new(Browser::new(&bases, i, false)?), self.o.sessions));
+                }
+            }
             "sso_round" | "refresh" => {
                 self.browsers().await?;
                 for b in self.browsers.drain(..) {
@@ -1147,22 +1902,48 @@ impl Bench<'_> {
             "userinfo" | "introspect" => {
                 // Each connection presents the access token of one person's session.
                 self.browsers().await?;
-                for b in &self.browsers {
+                for (i, b) in self.browsers.iter().enumerate() {
                     let at = &b.last.as_ref().ok_or("a browser without tokens")?.access_token;
                     out.push(if scenario == "userinfo" {
                         Worker::Userinfo {
                             http: http_client(false)?,
-                            url: parse(&format!("/realms/{REALM}/userinfo"))?,
+                            url: targets(&format!("/realms/{REALM}/userinfo"), i)?,
                             bearer: HeaderValue::from_str(&format!("Bearer {at}")).map_err(|e| e.to_string())?,
                         }
                     } else {
                         Worker::Introspect {
                             http: http_client(false)?,
-                            url: parse(&format!("/realms/{REALM}/introspect"))?,
+                            url: targets(&format!("/realms/{REALM}/introspect"), i)?,
                             auth: basic_auth(),
                             body: format!("token={}", enc(at)),
                         }
                     });
+                }
+            }
+            "password_signin" => {
+                let users = self.o.users;
+                for i in 0..n {
+                    out.push(Worker::Signin(Box::new(Signer {
+                        b: Browser::new(&bases, i, false)?,
+                        jar: Vec::new(),
+                        users,
+                        user: i % users,
+                        stride: n % users,
+                    })));
+                }
+            }
+            "logout" => {
+                if self.o.sessions == 0 {
+                    return Err("scenario logout signs out seeded sessions: give --sessions N".into());
+                }
+                for i in 0..n {
+                    out.push(Worker::Logout(Box::new(Signout {
+                        http: http_client(false)?,
+                        page: targets(&format!("/realms/{REALM}/logout"), i)?,
+                        confirm: targets(&format!("/realms/{REALM}/logout/confirm"), i + 1)?,
+                        next: self.logout_next.clone(),
+                        sessions: self.o.sessions,
+                    })));
                 }
             }
             other => return Err(format!("unknown scenario {other}")),
@@ -1189,6 +1970,9 @@ impl Bench<'_> {
     async fn run(&mut self, scenario: &str) -> Res<Row> {
         let mut workers = self.workers(scenario).await?;
         let tck = self.setup.tck;
+        // The stores' counters before the first operation and after the
+        // last: the counts cover exactly the operations made, warm-up too.
+        let counts_before = store_counts(&self.admin_http, &self.admin_ports()).await?;
         let start = Instant::now();
         let measure_from = start + Duration::from_secs(self.o.warmup);
         let until = measure_from + Duration::from_secs(self.o.secs);
@@ -1197,9 +1981,9 @@ impl Bench<'_> {
             tasks.spawn(drive(w, measure_from, until, 4096));
         }
         tokio::time::sleep_until(measure_from.into()).await;
-        let a = Sample::take(self.server, tck);
+        let a = Sample::take(self.servers, tck);
         tokio::time::sleep_until(until.into()).await;
-        let b = Sample::take(self.server, tck);
+        let b = Sample::take(self.servers, tck);
         let mut all = Stats::default();
         while let Some(r) = tasks.join_next().await {
             let (st, w) = r.map_err(|e| format!("worker: {e}"))?;
@@ -1212,10 +1996,14 @@ impl Bench<'_> {
                 }
             }
             all.errors += st.errors;
+            all.warm_ok += st.warm_ok;
+            all.warm_errors += st.warm_errors;
             if all.first_error.is_none() {
                 all.first_error = st.first_error;
             }
         }
+        let counts = store_counts(&self.admin_http, &self.admin_ports()).await?.since(&counts_before);
+        let store = (all.lat.len() as u64 + all.warm_ok, all.errors + all.warm_errors, counts);
         self.reclaim(&mut workers);
         if let Some(e) = &all.first_error {
             eprintln!("  {scenario}: {} errors; first: {e}", all.errors);
@@ -1244,8 +2032,9 @@ impl Bench<'_> {
             other_us: other(&a, &b, tck, b.own - a.own) * 1e6 / n,
             busy_pct: busy(&a, &b),
             errors: all.errors,
-            rss_kib: self.server.rss_kib(),
+            rss_kib: self.rss_kib(),
             steps,
+            store: Some(store),
         })
     }
 
@@ -1267,7 +2056,7 @@ impl Bench<'_> {
             _ => return Ok(None),
         };
         let tck = self.setup.tck;
-        let url = format!("{}{path}", self.server.url);
+        let url = format!("{}{path}", self.bases.first().ok_or("no nodes")?);
         let conns = self.o.concurrency.max(2);
         let mut cmd = Command::new("wrk");
         cmd.args(["-t2", &format!("-c{conns}"), &format!("-d{}s", self.o.secs), "--latency"]);
@@ -1275,13 +2064,13 @@ impl Bench<'_> {
             cmd.arg("-s").arg(s);
         }
         cmd.arg(&url);
-        let a = Sample::take(self.server, tck);
+        let a = Sample::take(self.servers, tck);
         let out = match cmd.output() {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("wrk: {e}")),
         };
-        let b = Sample::take(self.server, tck);
+        let b = Sample::take(self.servers, tck);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
             return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr)));
@@ -1333,8 +2122,9 @@ impl Bench<'_> {
             other_us: other(&a, &b, tck, b.children - a.children) * 1e6 / n,
             busy_pct: busy(&a, &b),
             errors,
-            rss_kib: self.server.rss_kib(),
+            rss_kib: self.rss_kib(),
             steps: Vec::new(),
+            store: None,
         }))
     }
 }
@@ -1379,6 +2169,50 @@ fn run() -> Res<()> {
         "- load: {} s per scenario after {} s warm-up, {} keep-alive HTTP/1.1 connections, generator on the same machine",
         o.secs, o.warmup, o.concurrency
     );
+    if o.nodes > 1 {
+        println!(
+            "- nodes: {} `civid serve` processes on the one database and Redis (same key prefix), with one public URL \
+             (node 0's, as behind a load balancer); every worker sends each request to the next node in turn (round \
+             robin; one keep-alive connection per worker and node). Server CPU is the sum over the nodes, RSS is per \
+             node (node 0 / node 1 / …); start-up and restarts are measured on node 0. wrk is not run (it drives one \
+             address)",
+            o.nodes
+        );
+    }
+    let signin = o.scenarios.iter().any(|s| s == "password_signin");
+    println!(
+        "- data: {} accounts written straight into the tables (SQL) + {} made with `civid user add`; {} live SSO \
+         sessions written straight into the table{}",
+        o.accounts,
+        1 + if signin { o.users } else { 0 },
+        o.sessions,
+        if o.sessions > 0 {
+            " (`sso_round` presents a random one's cookie each round; `logout` signs them out in order, each once)"
+        } else {
+            ""
+        }
+    );
+    if o.sessions > 0 {
+        println!(
+            "- seeded sessions: as a password sign-in at the bench portal leaves them (amr pwd, acr L2, the portal \
+             in the session's list and the person's grant to it), last seen {SESSION_AGE_SECS} s before the seeding, \
+             owned by {}; `sso_round` sends the session cookie with a browser-binding cookie of the session's own",
+            if o.accounts > 0 { "the bulk accounts (one each)" } else { "the real accounts in turn" }
+        );
+    }
+    if signin {
+        println!(
+            "- password_signin: each sign-in starts with an empty cookie jar (a new browser) but over the worker's \
+             keep-alive connections; the {} accounts `{SIGNIN_PREFIX}000`… in turn",
+            o.users
+        );
+    }
+    println!(
+        "- store counts: every node's `/metrics` read before each scenario's first operation and after its last; \
+         the differences of `civid_request_db_statements_total`, `civid_request_ephemeral_commands_total` (every \
+         endpoint but `/metrics`) and `civid_db_statements_total{{kind=\"write\",origin=\"background\"}}`, summed \
+         over the nodes, divided by the operations made (warm-up included)"
+    );
     if o.scrape > 0 {
         println!("- `/metrics` scraped every {} s during the load, as Prometheus would", o.scrape);
     } else {
@@ -1398,20 +2232,30 @@ fn run() -> Res<()> {
 
     // Fresh database: migrations, realm file, key generation.
     eprintln!("starting on a fresh database…");
-    let mut first = setup.serve(0)?;
+    let mut first = setup.serve("serve-0", None)?;
     let fresh = first.ready;
     let fresh_self = first.self_reported_ms();
     let fresh_rss = first.rss_kib();
     first.stop()?;
     drop(first);
-    let user_add = setup.add_user()?;
+    let user_add = setup.add_user(USERNAME)?;
+    let users_add = if signin {
+        eprintln!("adding {} accounts for password_signin…", o.users);
+        Some(setup.add_users(o.users)?)
+    } else {
+        None
+    };
+    if o.accounts > 0 || o.sessions > 0 {
+        eprintln!("seeding {} accounts and {} sessions…", o.accounts, o.sessions);
+    }
+    let seeded = rt.block_on(seed(setup.database_url()?, o.accounts, o.sessions))?;
 
     // Restarts on the existing database; the last one stays up for the load.
     let mut readies = Vec::new();
     let mut selfs = Vec::new();
     let mut server = None;
     for i in 0..o.restarts {
-        let mut s = setup.serve(i + 1)?;
+        let mut s = setup.serve(&format!("serve-{}", i + 1), None)?;
         readies.push(s.ready);
         selfs.extend(s.self_reported_ms());
         if i + 1 == o.restarts {
@@ -1420,23 +2264,31 @@ fn run() -> Res<()> {
             s.stop()?;
         }
     }
-    let Some(mut server) = server else { return Err("no server".into()) };
+    let Some(server) = server else { return Err("no server".into()) };
+    // The other nodes: the same database and Redis, node 0's public URL.
+    let public = server.url.clone();
+    let mut servers = vec![server];
+    for k in 1..o.nodes {
+        servers.push(setup.serve(&format!("node-{k}"), Some(&public))?);
+    }
     std::thread::sleep(Duration::from_secs(1));
-    let rss_start = server.rss_kib();
+    let rss_start: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
     let mut sorted = readies.clone();
     sorted.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = sorted[sorted.len() / 2];
 
-    let scraper = (o.scrape > 0).then(|| Scraper::start(server.admin_port, Duration::from_secs(o.scrape)));
+    let scraper = (o.scrape > 0)
+        .then(|| Scraper::start(servers.iter().map(|s| s.admin_port).collect(), Duration::from_secs(o.scrape)));
     let mut rows = Vec::new();
-    let mut bench = Bench { o: &o, setup: &setup, server: &server, browsers: Vec::new() };
+    let mut bench = Bench::new(&o, &setup, &servers)?;
     for sc in &o.scenarios {
         eprintln!("scenario {sc}…");
         let row = rt.block_on(bench.run(sc))?;
         eprintln!("  {}", row.markdown());
         rows.push(row);
         if o.wrk
+            && o.nodes == 1
             && let Some(row) = bench.wrk(sc)?
         {
             eprintln!("  {}", row.markdown());
@@ -1447,10 +2299,16 @@ fn run() -> Res<()> {
     if let Some(s) = scraper {
         eprintln!("scraped /metrics {} times", s.finish());
     }
-    let rss_after = server.rss_kib();
-    let hwm = server.hwm_kib();
-    let complaints = server.complaints();
-    server.stop()?;
+    let rss_after: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
+    let hwm: Vec<u64> = servers.iter().map(|s| s.hwm_kib()).collect();
+    let mut complaints = Vec::new();
+    for (k, s) in servers.iter().enumerate() {
+        let node = if o.nodes > 1 { format!("node {k}: ") } else { String::new() };
+        complaints.extend(s.complaints().into_iter().map(|c| format!("{node}{c}")));
+    }
+    for s in servers.iter_mut() {
+        s.stop()?;
+    }
 
     println!("## Start and memory ({})", setup.backend);
     println!();
@@ -1470,10 +2328,36 @@ fn run() -> Res<()> {
         selfs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")
     );
     println!("| `civid user add` (Argon2id hash) | {:.0} ms |", ms(user_add));
+    if let Some(d) = users_add {
+        println!(
+            "| `civid user add` × {} for password_signin, {} at a time | {:.1} s |",
+            o.users,
+            setup.user_add_parallelism(),
+            d.as_secs_f64()
+        );
+    }
+    if o.accounts > 0 {
+        println!(
+            "| seeding {} accounts by SQL (users, phone and email identifiers; one transaction) | {:.1} s |",
+            o.accounts,
+            seeded.accounts.as_secs_f64()
+        );
+    }
+    if o.sessions > 0 {
+        println!(
+            "| seeding {} sessions and their owners' grants by SQL ({SESSION_BATCH} rows per INSERT, one transaction) | {:.1} s |",
+            o.sessions,
+            seeded.sessions.as_secs_f64()
+        );
+    }
+    if o.accounts > 0 || o.sessions > 0 {
+        println!("| `ANALYZE` after seeding | {:.1} s |", seeded.analyze.as_secs_f64());
+    }
+    let per_node = if o.nodes > 1 { " (node 0 / node 1 / …)" } else { "" };
     println!("| RSS right after a fresh start | {} MiB |", mib(fresh_rss));
-    println!("| RSS 1 s after ready (restart) | {} MiB |", mib(rss_start));
-    println!("| RSS after the load | {} MiB |", mib(rss_after));
-    println!("| peak RSS (VmHWM) | {} MiB |", mib(hwm));
+    println!("| RSS 1 s after ready (restart){per_node} | {} MiB |", mibs(&rss_start));
+    println!("| RSS after the load{per_node} | {} MiB |", mibs(&rss_after));
+    println!("| peak RSS (VmHWM){per_node} | {} MiB |", mibs(&hwm));
     println!();
     println!("## Throughput ({}, {} s each)", setup.backend, o.secs);
     println!();
@@ -1489,6 +2373,23 @@ fn run() -> Res<()> {
         for r in with_steps {
             for (name, p50, p99) in &r.steps {
                 println!("| {} | {name} | {p50:.2} | {p99:.2} |", r.scenario);
+            }
+        }
+    }
+    let store: Vec<String> = rows.iter().filter_map(Row::store_markdown).collect();
+    if !store.is_empty() {
+        println!();
+        println!("## What each operation asks of the shared stores ({}, {} node(s))", setup.backend, o.nodes);
+        println!();
+        println!("{}", store_header());
+        for line in &store {
+            println!("{line}");
+        }
+        println!();
+        println!("{}", store_detail_header());
+        for r in &rows {
+            for line in r.store_detail() {
+                println!("{line}");
             }
         }
     }
