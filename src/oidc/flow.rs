@@ -126,6 +126,11 @@ pub struct CodeData {
     pub code_challenge: Option<String>,
     pub resource: Option<String>,
     pub ctx: AuthContext,
+    /// When the code expires (Unix seconds), so a redemption that storage
+    /// failed can put it back for the time it had left; 0 from a node that
+    /// did not record it.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 fn tx_key(realm: &str, id: &str) -> String {
@@ -524,6 +529,7 @@ async fn issue_code(
             verified: req.verified.clone(),
             org,
         },
+        expires_at: now() + realm.settings.tokens.code_ttl_secs as i64,
     };
     let json = serde_json::to_string(&data).map_err(|e| Error::internal(e.to_string()))?;
     state.eph.put(&code_key(&realm.name, &code), &json, realm.settings.tokens.code_ttl_secs).await?;

@@ -2,6 +2,7 @@
 //! Codes are single-use across nodes: a second redemption fails and revokes
 //! what the first issued. Refresh tokens rotate; presenting a used one
 //! revokes the whole grant (RFC 9700 4.14.2).
+use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -97,6 +98,39 @@ async fn authorization_code(
         return Err(replayed_or_unknown(state, realm, &key, client, ip).await);
     };
     let data: CodeData = serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?;
+    match redeem(state, realm, client, form, ip, &key, &data).await {
+        Err(e) if e.is_unavailable() => {
+            // Storage failed and nothing reached the client: the code goes
+            // back for the retry the 503 asks for, rather than being lost
+            // to an outage and refused afterwards as unknown.
+            restore_code(state, &key, &json, data.expires_at).await;
+            Err(e)
+        }
+        out => out,
+    }
+}
+
+/// Puts a taken code back for the rest of its lifetime (not at all for a
+/// code of an older node, which did not record it).
+async fn restore_code(state: &AppState, key: &str, json: &str, expires_at: i64) {
+    let left = expires_at - now();
+    if left > 0
+        && let Err(e) = state.eph.put_new(key, json, left as u64).await
+    {
+        tracing::warn!("an authorization code could not be put back after a storage failure: {e}");
+    }
+}
+
+/// The checks and the issuance of a code taken from the store.
+async fn redeem(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    form: &[(String, String)],
+    ip: Option<&str>,
+    key: &str,
+    data: &CodeData,
+) -> Result<Value> {
     if data.client_id != client.client_id {
         return Err(Error::invalid_grant("the code was issued to another client"));
     }
@@ -133,6 +167,9 @@ async fn authorization_code(
     let out =
         issue(state, realm, client, scope, data.resource.as_deref(), &data.ctx, data.nonce.as_deref(), &family_id)
             .await?;
+    if let Some(r) = out.2 {
+        grants::insert_refresh(&state.db, r).await?;
+    }
     if let Some(sid) = &data.ctx.session_id
         && recorded_by_token
         && !session::is_live_now(state, realm, sid).await?
@@ -180,6 +217,8 @@ async fn replayed_or_unknown(state: &AppState, realm: &Realm, key: &str, client:
     Error::invalid_grant("unknown or expired code")
 }
 
+/// The token response, its access token, and the row of the refresh token
+/// in it (if any), which the caller stores before sending the response.
 #[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
@@ -190,7 +229,7 @@ async fn issue(
     ctx: &AuthContext,
     nonce: Option<&str>,
     family_id: &str,
-) -> Result<(Value, tokens::AccessToken)> {
+) -> Result<(Value, tokens::AccessToken, Option<grants::RefreshRecord>)> {
     // Whom the person acts for is checked again at every issuance: only for
     // a portal allowed scope `enterprise`, only while the person still
     // represents or acts for it. A refresh token issued now keeps the result.
@@ -225,13 +264,13 @@ async fn issue(
         };
         obj.insert("id_token".into(), json!(tokens::id_token(realm, client, ctx, nonce, &at.token, extra)?));
     }
+    let mut record = None;
     if client.settings.allows_grant("refresh_token") {
-        obj.insert(
-            "refresh_token".into(),
-            json!(tokens::refresh_token(state, realm, family_id, scope, ctx, &at).await?),
-        );
+        let (token, r) = tokens::refresh_token(realm, family_id, scope, ctx, &at)?;
+        obj.insert("refresh_token".into(), json!(token));
+        record = Some(r);
     }
-    Ok((body, at))
+    Ok((body, at, record))
 }
 
 async fn refresh(
@@ -254,19 +293,8 @@ async fn refresh(
     if rec.revoked_at.is_some() || grant.revoked_at.is_some() {
         return Err(Error::invalid_grant("the refresh token was revoked"));
     }
-    if rec.rotated_at.is_some() || !grants::rotate_refresh(&state.db, &realm.name, &rec.id).await? {
-        // Reuse of a rotated token: someone holds a copy. Revoke it all.
-        grants::revoke(&state.db, &realm.name, &grant.id).await?;
-        audit::record(
-            state,
-            audit::Event::new(&realm.name, "refresh.reused", "failure")
-                .actor(&grant.user_id)
-                .client(&client.client_id)
-                .ip(ip)
-                .detail(json!({ "grant": grant.id })),
-        )
-        .await;
-        return Err(Error::invalid_grant("the refresh token was already used; the grant is revoked"));
+    if rec.rotated_at.is_some() {
+        return Err(reused(state, realm, client, ip, &grant).await);
     }
     if rec.expires_at <= now() {
         return Err(Error::invalid_grant("the refresh token expired"));
@@ -288,9 +316,47 @@ async fn refresh(
             asked.join(" ")
         }
     };
-    let (body, at) = issue(state, realm, client, &scope, None, &ctx, None, &rec.family_id).await?;
+    let (body, at, next) = issue(state, realm, client, &scope, None, &ctx, None, &rec.family_id).await?;
+    // The presented token is rotated and its successor stored in one
+    // transaction: a storage failure between the two must not leave the
+    // client with a used token and no new one, whose retry would then look
+    // like reuse and revoke the grant. Nothing else runs inside it.
+    let txn = state.db.begin().await?;
+    if !grants::rotate_refresh(&txn, &realm.name, &rec.id).await? {
+        // Rotated meanwhile by a concurrent redemption of the same token.
+        txn.rollback().await?;
+        return Err(reused(state, realm, client, ip, &grant).await);
+    }
+    if let Some(r) = next {
+        grants::insert_refresh(&txn, r).await?;
+    }
+    txn.commit().await?;
     issued(state, realm, client, ip, Some(&ctx.user_id), "refresh_token", &scope, &at.jti).await;
     Ok(body)
+}
+
+/// Reuse of a rotated refresh token: someone holds a copy. Revokes the
+/// whole grant.
+async fn reused(
+    state: &AppState,
+    realm: &Realm,
+    client: &Client,
+    ip: Option<&str>,
+    grant: &grants::GrantRecord,
+) -> Error {
+    if let Err(e) = grants::revoke(&state.db, &realm.name, &grant.id).await {
+        return e.into();
+    }
+    audit::record(
+        state,
+        audit::Event::new(&realm.name, "refresh.reused", "failure")
+            .actor(&grant.user_id)
+            .client(&client.client_id)
+            .ip(ip)
+            .detail(json!({ "grant": grant.id })),
+    )
+    .await;
+    Error::invalid_grant("the refresh token was already used; the grant is revoked")
 }
 
 async fn client_credentials(

@@ -137,15 +137,16 @@ pub fn id_token(
     sign(realm, alg, None, &claims)
 }
 
-/// Issues a refresh token in `family_id` (all tokens rotated from one code).
-pub async fn refresh_token(
-    state: &AppState,
+/// A new refresh token in `family_id` (all tokens rotated from one code)
+/// and the row to store for it; the caller stores the row (with the
+/// rotation of its predecessor, on a refresh) before handing the token out.
+pub fn refresh_token(
     realm: &Realm,
     family_id: &str,
     scope: &str,
     ctx: &AuthContext,
     issued_with: &AccessToken,
-) -> Result<String> {
+) -> Result<(String, grants::RefreshRecord)> {
     let token = random::token(32)?;
     let offline = super::has_scope(scope, "offline_access");
     let t = now();
@@ -154,28 +155,24 @@ pub async fn refresh_token(
     } else {
         realm.settings.tokens.refresh_token_ttl_secs
     };
-    grants::insert_refresh(
-        &state.db,
-        grants::RefreshRecord {
-            id: random::token(16)?,
-            realm: realm.name.clone(),
-            grant_id: ctx.grant_id.clone(),
-            family_id: family_id.to_string(),
-            session_id: ctx.session_id.clone(),
-            token_hash: random::sha256_b64(token.as_bytes()),
-            scope: scope.to_string(),
-            context: serde_json::to_string(ctx).map_err(|e| Error::internal(e.to_string()))?,
-            offline,
-            created_at: t,
-            expires_at: t + ttl as i64,
-            rotated_at: None,
-            revoked_at: None,
-            access_jti: Some(issued_with.jti.clone()),
-            access_exp: Some(issued_with.exp),
-        },
-    )
-    .await?;
-    Ok(token)
+    let record = grants::RefreshRecord {
+        id: random::token(16)?,
+        realm: realm.name.clone(),
+        grant_id: ctx.grant_id.clone(),
+        family_id: family_id.to_string(),
+        session_id: ctx.session_id.clone(),
+        token_hash: random::sha256_b64(token.as_bytes()),
+        scope: scope.to_string(),
+        context: serde_json::to_string(ctx).map_err(|e| Error::internal(e.to_string()))?,
+        offline,
+        created_at: t,
+        expires_at: t + ttl as i64,
+        rotated_at: None,
+        revoked_at: None,
+        access_jti: Some(issued_with.jti.clone()),
+        access_exp: Some(issued_with.exp),
+    };
+    Ok((token, record))
 }
 
 /// Revokes a family of refresh tokens and the access tokens issued with them

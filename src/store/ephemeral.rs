@@ -35,6 +35,9 @@ const INCR_SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Retries of a lost connection's re-establishment (single mode).
+const RECONNECT_RETRIES: usize = 1;
+
 /// How civid reaches Redis (`redis_mode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -164,9 +167,15 @@ impl Ephemeral {
         let backend = match target {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str())?;
+                // A lost connection is re-established on the next command,
+                // which waits for that attempt: one retry, not the default
+                // six with backoff (~10 s), so while Redis is away requests
+                // get their 503 at once, and the first after its return
+                // reconnects without waiting out a backoff.
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(TIMEOUT))
-                    .set_response_timeout(Some(TIMEOUT));
+                    .set_response_timeout(Some(TIMEOUT))
+                    .set_number_of_retries(RECONNECT_RETRIES);
                 let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
                 Backend::Single { client, conn }
             }

@@ -29,7 +29,7 @@ const B_CB: &str = "https://b.example.test/cb";
 
 /// What a test portal's back-channel endpoint saw.
 #[derive(Clone)]
-struct Inbox {
+pub(crate) struct Inbox {
     issuer: String,
     client_id: String,
     /// Claims of the logout tokens that verified.
@@ -40,10 +40,24 @@ struct Inbox {
     delay: Duration,
 }
 
+impl Inbox {
+    /// The inbox of portal `client_id` of the realm whose issuer is `issuer`
+    /// (its JWKS is fetched from there); it answers at once.
+    pub(crate) fn new(issuer: String, client_id: &str) -> Inbox {
+        Inbox {
+            issuer,
+            client_id: client_id.to_string(),
+            accepted: Default::default(),
+            refused: Default::default(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 /// A portal's back-channel logout endpoint: verifies each logout token as
 /// a relying party must (Back-Channel Logout 1.0, 2.6) against the JWKS,
 /// with the `openidconnect` crate's key types, and records it.
-struct Portal {
+pub(crate) struct Portal {
     uri: String,
     inbox: Inbox,
     stop: Option<oneshot::Sender<()>>,
@@ -55,18 +69,17 @@ impl Portal {
     }
 
     async fn start_on(server: &TestServer, client_id: &str, port: u16) -> Portal {
-        let inbox = Inbox {
-            issuer: server.issuer("test"),
-            client_id: client_id.to_string(),
-            accepted: Default::default(),
-            refused: Default::default(),
-            delay: Duration::ZERO,
-        };
-        Portal::listen(inbox, port).await
+        Portal::listen(Inbox::new(server.issuer("test"), client_id), port).await
     }
 
-    async fn listen(inbox: Inbox, port: u16) -> Portal {
+    /// Listens on `port` (0: any free port).
+    pub(crate) async fn listen(inbox: Inbox, port: u16) -> Portal {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind portal");
+        Portal::serve(inbox, listener)
+    }
+
+    /// Serves on a listener bound earlier (its address registered first).
+    pub(crate) fn serve(inbox: Inbox, listener: tokio::net::TcpListener) -> Portal {
         let port = listener.local_addr().expect("addr").port();
         let app = axum::Router::new().route("/bc", axum::routing::post(receive)).with_state(inbox.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -80,16 +93,16 @@ impl Portal {
         Portal { uri: format!("http://127.0.0.1:{port}/bc"), inbox, stop: Some(tx) }
     }
 
-    fn accepted(&self) -> Vec<Value> {
+    pub(crate) fn accepted(&self) -> Vec<Value> {
         self.inbox.accepted.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
-    fn refused(&self) -> Vec<String> {
+    pub(crate) fn refused(&self) -> Vec<String> {
         self.inbox.refused.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Waits until `n` logout tokens arrived (or `secs` passed).
-    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize, secs: u64) -> Vec<Value> {
         for _ in 0..secs * 10 {
             if self.accepted().len() >= n {
                 break;
@@ -181,14 +194,19 @@ async fn verify(inbox: &Inbox, token: &str) -> Result<Value, String> {
 /// Registers (or removes) a portal's back-channel logout URI, as an
 /// operator editing the client would.
 async fn set_backchannel(server: &TestServer, client_id: &str, uri: Option<&str>) {
-    let db = &server.state.db;
+    set_backchannel_uri(&server.state.db, client_id, uri).await;
+    server.state.announce_change("test").await;
+}
+
+/// Writes a portal's back-channel logout URI in the database (nodes see it
+/// at their next cache refresh, or at start).
+pub(crate) async fn set_backchannel_uri(db: &civid::store::Db, client_id: &str, uri: Option<&str>) {
     let row = civid::store::realms::client_get(db, "test", client_id).await.expect("db").expect("client");
     let mut settings: Value = serde_json::from_str(&row.settings).expect("settings");
     settings["backchannel_logout_uri"] = json!(uri);
     civid::store::realms::client_update(db, "test", client_id, settings.to_string(), None, row.enabled)
         .await
         .expect("update client");
-    server.state.announce_change("test").await;
 }
 
 /// Short retries for the tests: every `initial` seconds, for `window` seconds.
@@ -518,13 +536,7 @@ async fn a_slow_portal_delays_neither_the_sign_out_nor_the_other_portal() {
     let server = TestServer::start_configured(|s| s.logout_timeout_ms = 5000).await;
     server.user("test", "bcl6", PASSWORD).await;
     let pa = Portal::start(&server, "portal-a").await;
-    let slow = Inbox {
-        issuer: server.issuer("test"),
-        client_id: "portal-b".into(),
-        accepted: Default::default(),
-        refused: Default::default(),
-        delay: Duration::from_secs(30),
-    };
+    let slow = Inbox { delay: Duration::from_secs(30), ..Inbox::new(server.issuer("test"), "portal-b") };
     let pb = Portal::listen(slow, 0).await;
     set_backchannel(&server, "portal-a", Some(&pa.uri)).await;
     set_backchannel(&server, "portal-b", Some(&pb.uri)).await;
@@ -666,14 +678,7 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other() {
     )
     .await;
     helper.user("test", "bcl5", PASSWORD).await;
-    let inbox = Inbox {
-        issuer: format!("{}/realms/test", node_a.url),
-        client_id: "portal-a".into(),
-        accepted: Default::default(),
-        refused: Default::default(),
-        delay: Duration::ZERO,
-    };
-    let pa = Portal::listen(inbox, 0).await;
+    let pa = Portal::listen(Inbox::new(format!("{}/realms/test", node_a.url), "portal-a"), 0).await;
     set_backchannel(&helper, "portal-a", Some(&pa.uri)).await;
     // Let the nodes see the new client settings.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -25,6 +25,7 @@ mod redis_modes;
 mod register;
 mod registry;
 mod rp_logout;
+mod scaleout;
 mod steps;
 mod transport;
 mod webdriver;

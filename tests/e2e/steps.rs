@@ -7,45 +7,83 @@ use crate::harness::{hidden, location};
 /// person would; returns the final redirect to the portal.
 pub async fn sign_in(browser: &reqwest::Client, auth_url: &str, identifier: &str, password: &str) -> String {
     let base = base_of(auth_url);
-    let resp = browser.get(auth_url).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303, "authorize should redirect: {}", resp.text().await.unwrap_or_default());
-    let next = location(&resp);
-    if !next.starts_with('/') {
-        return next; // already signed in
+    try_sign_in_across(browser, auth_url, identifier, password, || base.clone()).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As `sign_in`, but each step after the authorization request goes to the
+/// server `next` names (nodes behind a load balancer); a step that does not
+/// answer as expected (a 503 while storage is away) is an error, not a panic.
+pub async fn try_sign_in_across(
+    browser: &reqwest::Client,
+    auth_url: &str,
+    identifier: &str,
+    password: &str,
+    mut next: impl FnMut() -> String,
+) -> Result<String, String> {
+    let send = |r: reqwest::RequestBuilder, what: &'static str| async move {
+        r.send().await.map_err(|e| format!("{what}: {e}"))
+    };
+    let resp = send(browser.get(auth_url), "authorize").await?;
+    if resp.status() != 303 {
+        return Err(format!("authorize should redirect: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
     }
-    let page = browser.get(format!("{base}{next}")).send().await.expect("login page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
+    let to = location(&resp);
+    if !to.starts_with('/') {
+        return Ok(to); // already signed in
+    }
+    let page = send(browser.get(format!("{}{to}", next())), "login page").await?;
+    if page.status() != 200 {
+        return Err(format!("login page: {} {}", page.status(), page.text().await.unwrap_or_default()));
+    }
+    let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),
         ("identifier", identifier.to_string()),
         ("password", password.to_string()),
     ];
-    let realm_path = next.split("/login").next().unwrap_or_default().to_string();
-    let resp = browser.post(format!("{base}{realm_path}/login")).form(&form).send().await.expect("login");
-    assert_eq!(resp.status(), 303, "login should succeed: {}", resp.text().await.unwrap_or_default());
-    let next = location(&resp);
-    if next.contains("/consent?") {
-        return consent(browser, &base, &next, true).await;
+    let realm_path = to.split("/login").next().unwrap_or_default().to_string();
+    let resp = send(browser.post(format!("{}{realm_path}/login", next())).form(&form), "login").await?;
+    if resp.status() != 303 {
+        return Err(format!("login should succeed: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
     }
-    next
+    let to = location(&resp);
+    if to.contains("/consent?") {
+        return try_consent_across(browser, &to, true, next).await;
+    }
+    Ok(to)
 }
 
 /// Answers the consent page; returns the redirect to the portal.
 pub async fn consent(browser: &reqwest::Client, base: &str, consent_path: &str, allow: bool) -> String {
-    let page = browser.get(format!("{base}{consent_path}")).send().await.expect("consent page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
+    try_consent_across(browser, consent_path, allow, || base.to_string()).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As `consent`, the page and the answer each sent to the server `next` names.
+pub async fn try_consent_across(
+    browser: &reqwest::Client,
+    consent_path: &str,
+    allow: bool,
+    mut next: impl FnMut() -> String,
+) -> Result<String, String> {
+    let page =
+        browser.get(format!("{}{consent_path}", next())).send().await.map_err(|e| format!("consent page: {e}"))?;
+    if page.status() != 200 {
+        return Err(format!("consent page: {} {}", page.status(), page.text().await.unwrap_or_default()));
+    }
+    let html = page.text().await.map_err(|e| format!("consent page: {e}"))?;
     let action = consent_path.split('?').next().unwrap_or_default();
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),
         ("decision", if allow { "allow" } else { "deny" }.to_string()),
     ];
-    let resp = browser.post(format!("{base}{action}")).form(&form).send().await.expect("consent");
-    assert_eq!(resp.status(), 303);
-    location(&resp)
+    let resp =
+        browser.post(format!("{}{action}", next())).form(&form).send().await.map_err(|e| format!("consent: {e}"))?;
+    if resp.status() != 303 {
+        return Err(format!("consent: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    Ok(location(&resp))
 }
 
 pub fn base_of(url: &str) -> String {
