@@ -406,7 +406,12 @@ impl Ops {
         let db = store::connect(&settings.database_url, 2)
             .await
             .map_err(|e| format!("database {}: {e}", server::redact(&settings.database_url)))?;
-        store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+        let lock = store::start_lock(&settings.database_url)
+            .await
+            .map_err(|e| format!("database {}: {e}", server::redact(&settings.database_url)))?;
+        let migrated = store::migrate(&db).await.map_err(|e| format!("migrations: {e}"));
+        lock.release().await;
+        migrated?;
         Ok(Ops { settings, db })
     }
 
@@ -494,7 +499,11 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
                 // Keys are wrapped by the KEK: make sure it is the right one first.
                 ops.secrets().await?;
             }
-            let changes = realm::apply::apply(&ops.db, &decls, dry_run).await?;
+            // Not while a starting node applies its own realm files.
+            let lock = store::start_lock(&ops.settings.database_url).await.map_err(|e| e.to_string())?;
+            let applied = realm::apply::apply(&ops.db, &decls, dry_run).await;
+            lock.release().await;
+            let changes = applied?;
             if changes.is_empty() {
                 println!("no changes");
             }

@@ -61,6 +61,37 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Migrations, the data key, realm files, first signing keys: what a node
+/// does to the database before it serves (under [`store::start_lock`]).
+async fn prepare_database(
+    settings: &Settings,
+    opts: &StartOptions,
+    db: &store::Db,
+) -> Result<(secrets::Secrets, secrets::KekSource), String> {
+    if opts.migrate {
+        store::migrate(db).await.map_err(|e| format!("migrations: {e}"))?;
+    }
+    let (secrets, source) = secrets::load(settings, db).await?;
+    if opts.apply_realms && settings.realms_dir.exists() {
+        let decls = realm::file::load(&settings.realms_dir)?;
+        let changes = realm::apply::apply(db, &decls, false).await?;
+        if opts.verbose {
+            for c in &changes {
+                println!("{c}");
+            }
+        }
+    }
+    for r in store::realms::realm_list(db).await.map_err(|e| e.to_string())? {
+        let created = realm::keys::ensure(db, &secrets.kek, &r.id).await?;
+        if opts.verbose {
+            for k in created {
+                println!("realm {}: generated signing key {k}", r.id);
+            }
+        }
+    }
+    Ok((secrets, source))
+}
+
 pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedState, String> {
     install_crypto_provider();
     crate::metrics::handle();
@@ -70,32 +101,18 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
     let db = store::connect(&settings.database_url, settings.database_max_connections)
         .await
         .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?;
-    if opts.migrate {
-        store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
-    }
+    // Nodes starting together prepare the database one at a time.
+    let lock = store::start_lock(&settings.database_url)
+        .await
+        .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?;
+    let prepared = prepare_database(&settings, &opts, &db).await;
+    lock.release().await;
+    let (secrets, source) = prepared?;
     let eph = connect_ephemeral(&settings).await?;
-    let (secrets, source) = secrets::load(&settings, &db).await?;
     if opts.verbose
         && let secrets::KekSource::Generated(p) = &source
     {
         println!("generated a key-encryption key in {p} (keep it safe; without it the stored keys cannot be read)");
-    }
-    if opts.apply_realms && settings.realms_dir.exists() {
-        let decls = realm::file::load(&settings.realms_dir)?;
-        let changes = realm::apply::apply(&db, &decls, false).await?;
-        if opts.verbose {
-            for c in &changes {
-                println!("{c}");
-            }
-        }
-    }
-    for r in store::realms::realm_list(&db).await.map_err(|e| e.to_string())? {
-        let created = realm::keys::ensure(&db, &secrets.kek, &r.id).await?;
-        if opts.verbose {
-            for k in created {
-                println!("realm {}: generated signing key {k}", r.id);
-            }
-        }
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -58,6 +58,41 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Ok(db)
 }
 
+/// Held while a process prepares a database it shares with others:
+/// migrations, the data key, realm files and first signing keys. Nodes of
+/// one deployment start together (a Deployment's replicas, a migration Job
+/// beside them); without it two could each migrate or each create a realm's
+/// first keys. On PostgreSQL a session-level advisory lock on a connection
+/// of its own (released on `release`, or by PostgreSQL when the process
+/// dies); SQLite serializes its writers itself and serves one host.
+pub struct StartLock(Option<DatabaseConnection>);
+
+/// The advisory lock's key: "civid" and 1, as a 64-bit integer.
+const START_LOCK_KEY: i64 = 0x6369_7669_6400_0001;
+
+/// Waits (up to two minutes) until no other process is preparing the
+/// database.
+pub async fn start_lock(url: &str) -> Result<StartLock, DbErr> {
+    if !url.starts_with("postgres") {
+        return Ok(StartLock(None));
+    }
+    let conn = connect(url, 1).await?;
+    conn.execute_unprepared("SET lock_timeout = '120s'").await?;
+    conn.execute_unprepared(&format!("SELECT pg_advisory_lock({START_LOCK_KEY})"))
+        .await
+        .map_err(|e| DbErr::Custom(format!("another civid has been preparing the database for two minutes: {e}")))?;
+    Ok(StartLock(Some(conn)))
+}
+
+impl StartLock {
+    pub async fn release(self) {
+        if let Some(conn) = self.0 {
+            let _ = conn.execute_unprepared(&format!("SELECT pg_advisory_unlock({START_LOCK_KEY})")).await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
 /// Applies this binary's pending migrations. A database already migrated by
 /// a newer civid (during a rolling upgrade, or after rolling a binary back)
 /// holds migrations this binary does not know: migrations are additive, so

@@ -185,6 +185,20 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     }
 }
 
+/// A new, empty PostgreSQL database (no migrations, realms or keys), for
+/// tests of what nodes do to a database they find empty; None on SQLite.
+pub async fn empty_postgres_database() -> Option<String> {
+    let url = pg_url()?;
+    let (base, admin_db) = split_db(&url);
+    let db = format!("civid_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst) + 100_000);
+    let admin = pg_admin(&base, &admin_db).await;
+    use sea_orm::ConnectionTrait;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {db}")).await.expect("drop");
+    admin.execute_unprepared(&format!("CREATE DATABASE {db}")).await.expect("create empty database");
+    admin.close().await.ok();
+    Some(format!("{base}/{db}"))
+}
+
 pub struct TestServer {
     pub url: String,
     /// The admin listener (admin API, /metrics).

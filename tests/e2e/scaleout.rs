@@ -913,3 +913,31 @@ async fn postgres_unreachable() {
     )
     .await;
 }
+
+/// A Deployment's replicas start at the same moment on a database nobody
+/// has prepared: they migrate, create the data key, apply the realm files
+/// and make each realm's first signing keys one at a time, so there is one
+/// schema, one data key and one key per algorithm, served alike by all.
+#[tokio::test]
+async fn three_nodes_start_together_on_an_empty_database() {
+    if !on_pg_and_redis("three_nodes_start_together_on_an_empty_database") {
+        return;
+    }
+    civid::server::install_crypto_provider();
+    let db = crate::harness::empty_postgres_database().await.expect("PostgreSQL");
+    let env = node_env(&db, Some(&unique("civid-start-")));
+    // One public URL, as behind a load balancer.
+    let public = Some("https://idp.example.test");
+    let (a, b, c) = tokio::join!(Node::start(&env, public), Node::start(&env, public), Node::start(&env, public));
+    let jwks = jwks_at(&a.url).await;
+    let mut algs: Vec<String> = jwks.iter().filter_map(|k| k["alg"].as_str().map(str::to_string)).collect();
+    algs.sort();
+    assert_eq!(algs, ["ES256", "EdDSA", "RS256"], "one signing key per algorithm: {jwks:?}");
+    assert_eq!(kids(&jwks_at(&b.url).await), kids(&jwks), "node B serves the same keys");
+    assert_eq!(kids(&jwks_at(&c.url).await), kids(&jwks), "node C serves the same keys");
+    // A token one node signs verifies with what another publishes.
+    let at = client_credentials(&b.url).await;
+    assert!(kids(&jwks).contains(&kid(&at)), "signed with a published key");
+    let r = introspect(&format!("{}/realms/test/introspect", c.url), &at).await;
+    assert_eq!(r.json::<Value>().await.expect("json")["active"], true, "node C accepts node B's token");
+}
