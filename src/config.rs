@@ -130,6 +130,12 @@ pub struct Settings {
     /// Seconds between runs of the job that ends sessions past their idle
     /// or absolute lifetime (and so sends their logout tokens).
     pub session_sweep_secs: u64,
+    /// Seconds between housekeeping runs (0: never): dead refresh tokens,
+    /// ended sessions, finished logout deliveries, applied registry changes.
+    pub housekeeping_secs: u64,
+    /// Days ended sessions, finished logout deliveries and applied registry
+    /// changes are kept (for the account centre, operators and support).
+    pub record_retention_days: u64,
 }
 
 impl Default for Settings {
@@ -184,6 +190,8 @@ impl Default for Settings {
             logout_timeout_ms: 3000,
             logout_concurrency: 64,
             session_sweep_secs: 60,
+            housekeeping_secs: 3600,
+            record_retention_days: 30,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod authn;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod housekeeping;
 pub mod http;
 pub mod identity;
 pub mod logout;

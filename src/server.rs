@@ -276,6 +276,17 @@ fn spawn_background(state: SharedState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }));
+    if state.settings.housekeeping_secs > 0 {
+        let s = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(s.settings.housekeeping_secs));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                crate::housekeeping::run(&s, crate::store::now()).await;
+            }
+        }));
+    }
     // Back-channel logout: deliver the outbox, and end sessions past their
     // lifetimes (which enqueues their logout tokens).
     tasks.extend(crate::logout::worker::spawn(state.clone()));

@@ -11,6 +11,7 @@ mod m20261126_000006_guardians;
 mod m20261126_000007_logout_outbox;
 mod m20261126_000008_registry_changes;
 mod m20261127_000009_session_tokens;
+mod m20261127_000010_housekeeping;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_logout_outbox::Migration),
             Box::new(m20261126_000008_registry_changes::Migration),
             Box::new(m20261127_000009_session_tokens::Migration),
+            Box::new(m20261127_000010_housekeeping::Migration),
         ]
     }
 }

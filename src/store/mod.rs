@@ -12,6 +12,7 @@ pub mod enterprises;
 pub mod entities;
 pub mod ephemeral;
 pub mod grants;
+pub mod housekeeping;
 pub mod logout;
 pub mod realms;
 pub mod realname;

@@ -13,6 +13,7 @@ mod factors;
 mod flow;
 mod guardian;
 mod harness;
+mod housekeeping;
 mod keys;
 mod logout;
 mod negative;
