@@ -13,6 +13,16 @@ mod m20261126_000008_registry_changes;
 mod m20261127_000009_session_tokens;
 mod m20261127_000010_housekeeping;
 
+/// A non-unique index `name` on `table` (`cols`), created if missing.
+pub(crate) fn index(name: &str, table: &str, cols: &[&str]) -> IndexCreateStatement {
+    let mut idx = Index::create();
+    idx.name(name).table(Alias::new(table)).if_not_exists();
+    for c in cols {
+        idx.col(Alias::new(*c));
+    }
+    idx.to_owned()
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -4,17 +4,10 @@
 //! theirs.
 use sea_orm_migration::prelude::*;
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-fn index(name: &str, table: &str, cols: &[&str]) -> IndexCreateStatement {
-    let mut idx = Index::create();
-    idx.name(name).table(Alias::new(table)).if_not_exists();
-    for c in cols {
-        idx.col(Alias::new(*c));
-    }
-    idx.to_owned()
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -47,32 +47,14 @@ pub async fn refresh_tokens(db: &super::Db, realm: &str, now: i64, session_absol
             )
             .add(C::ExpiresAt.lt(long_ago)),
     );
-    let mut removed = 0;
-    loop {
-        let mut ids = Query::select();
-        ids.column(C::Id).from(refresh_token::Entity).cond_where(dead.clone()).limit(BATCH);
-        let r = refresh_token::Entity::delete_many().filter(C::Id.in_subquery(ids)).exec(db).await?;
-        removed += r.rows_affected;
-        if r.rows_affected < BATCH {
-            return Ok(removed);
-        }
-    }
+    delete_batches::<refresh_token::Entity, _>(db, C::Id, dead).await
 }
 
 /// A realm's sessions ended before `before`.
 pub async fn sessions(db: &super::Db, realm: &str, before: i64) -> Result<u64, DbErr> {
     use sso_session::Column as C;
     let old = Condition::all().add(C::Realm.eq(realm)).add(C::EndedAt.is_not_null()).add(C::EndedAt.lt(before));
-    let mut removed = 0;
-    loop {
-        let mut ids = Query::select();
-        ids.column(C::Id).from(sso_session::Entity).cond_where(old.clone()).limit(BATCH);
-        let r = sso_session::Entity::delete_many().filter(C::Id.in_subquery(ids)).exec(db).await?;
-        removed += r.rows_affected;
-        if r.rows_affected < BATCH {
-            return Ok(removed);
-        }
-    }
+    delete_batches::<sso_session::Entity, _>(db, C::Id, old).await
 }
 
 /// Back-channel deliveries finished (delivered or given up) before
@@ -109,15 +91,22 @@ pub async fn deliveries(db: &super::Db, before: i64) -> Result<(u64, u64), DbErr
 /// Registry changes applied before `before`.
 pub async fn registry_changes(db: &super::Db, before: i64) -> Result<u64, DbErr> {
     use registry_change::Column as C;
+    let applied = Condition::all().add(C::AppliedAt.is_not_null()).add(C::AppliedAt.lt(before));
+    delete_batches::<registry_change::Entity, _>(db, C::Id, applied).await
+}
+
+/// Deletes the rows of `E` matching `cond`, `BATCH` at a time (by their
+/// `id` column), until a batch comes back short.
+async fn delete_batches<E, C>(db: &super::Db, id: C, cond: Condition) -> Result<u64, DbErr>
+where
+    E: EntityTrait,
+    C: ColumnTrait,
+{
     let mut removed = 0;
     loop {
         let mut ids = Query::select();
-        ids.column(C::Id)
-            .from(registry_change::Entity)
-            .and_where(C::AppliedAt.is_not_null())
-            .and_where(C::AppliedAt.lt(before))
-            .limit(BATCH);
-        let r = registry_change::Entity::delete_many().filter(C::Id.in_subquery(ids)).exec(db).await?;
+        ids.column(id).from(E::default()).cond_where(cond.clone()).limit(BATCH);
+        let r = E::delete_many().filter(id.in_subquery(ids)).exec(db).await?;
         removed += r.rows_affected;
         if r.rows_affected < BATCH {
             return Ok(removed);

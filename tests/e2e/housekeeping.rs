@@ -6,19 +6,14 @@ use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 use crate::harness::{TestServer, browser, hidden, query_param};
-use crate::steps::sign_in;
+use crate::steps::{pkce_request, sign_in};
 
 const PASSWORD: &str = "correct horse battery";
 
 /// Signs in at portal-c (allowed refresh tokens) and returns its tokens.
 async fn tokens(server: &TestServer, b: &reqwest::Client, user: &str) -> Value {
     let base = server.issuer("test");
-    let verifier = civid::crypto::random::token(32).expect("verifier");
-    let challenge = civid::crypto::random::sha256_b64(verifier.as_bytes());
-    let url = format!(
-        "{base}/authorize?response_type=code&client_id=portal-c&redirect_uri=https%3A%2F%2Fc.example.test%2Fcb\
-         &scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256"
-    );
+    let (url, verifier) = pkce_request(&base, "portal-c", "c.example.test");
     let callback = sign_in(b, &url, user, PASSWORD).await;
     let code = query_param(&callback, "code").expect("code");
     let resp = reqwest::Client::new()

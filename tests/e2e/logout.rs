@@ -738,12 +738,7 @@ async fn a_code_redeemed_after_the_sign_out_is_refused() {
     server.user("test", "late1", PASSWORD).await;
     let base = server.issuer("test");
     let b = browser();
-    let verifier = civid::crypto::random::token(32).expect("verifier");
-    let challenge = civid::crypto::random::sha256_b64(verifier.as_bytes());
-    let authorize = format!(
-        "{base}/authorize?response_type=code&client_id=portal-c&redirect_uri=https%3A%2F%2Fc.example.test%2Fcb\
-         &scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256"
-    );
+    let (authorize, verifier) = crate::steps::pkce_request(&base, "portal-c", "c.example.test");
     let callback = sign_in(&b, &authorize, "late1", PASSWORD).await;
     let code = query_param(&callback, "code").expect("code");
 

@@ -91,3 +91,15 @@ pub fn base_of(url: &str) -> String {
     format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default())
         + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
 }
+
+/// An authorization request of `client` at the realm `issuer` (redirect
+/// `https://{host}/cb`, scope openid, S256 PKCE): (URL, code verifier).
+pub fn pkce_request(issuer: &str, client: &str, host: &str) -> (String, String) {
+    let verifier = civid::crypto::random::token(32).expect("verifier");
+    let challenge = civid::crypto::random::sha256_b64(verifier.as_bytes());
+    let url = format!(
+        "{issuer}/authorize?response_type=code&client_id={client}&redirect_uri=https%3A%2F%2F{host}%2Fcb\
+         &scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    (url, verifier)
+}
