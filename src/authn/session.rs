@@ -31,8 +31,15 @@ pub struct SsoSession {
 
 /// Cached sessions are re-read from the database at least this often.
 const CACHE_SECS: u64 = 60;
-/// `last_seen_at` is written at most this often per session.
-const TOUCH_SECS: i64 = 60;
+/// `last_seen_at` is written at most this often per session (and at most
+/// every eighth of the realm's idle limit): the idle limit is kept to within
+/// that, and a citizen visiting portals one after another costs the
+/// database one write every few minutes, not one per visit.
+const TOUCH_SECS: i64 = 300;
+
+fn touch_every(realm: &Realm) -> i64 {
+    TOUCH_SECS.min((realm.settings.session.idle_secs as i64 / 8).max(1))
+}
 
 fn cache_key(realm: &str, token_hash: &str) -> String {
     format!("sess:{realm}:{token_hash}")
@@ -157,7 +164,7 @@ pub async fn current(state: &AppState, realm: &Realm, cookie: &str) -> Result<Op
     if s.ended || s.expires_at <= t || s.last_seen_at + realm.settings.session.idle_secs as i64 <= t {
         return Ok(None);
     }
-    if t - s.last_seen_at >= TOUCH_SECS {
+    if t - s.last_seen_at >= touch_every(realm) {
         s.last_seen_at = t;
         sessions::touch(&state.db, &realm.name, &s.id, t).await?;
         cache(state, &realm.name, &token_hash, &s).await;
