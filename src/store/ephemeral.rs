@@ -38,6 +38,9 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// Retries of a lost connection's re-establishment (single mode).
 const RECONNECT_RETRIES: usize = 1;
 
+/// Retries of a command in Cluster mode (50–500 ms apart).
+const CLUSTER_RETRIES: u32 = 3;
+
 /// How civid reaches Redis (`redis_mode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -181,9 +184,17 @@ impl Ephemeral {
             }
             RedisTarget::Cluster(urls) => {
                 let seeds = urls.iter().map(|u| redis::Client::open(u.as_str())).collect::<Result<Vec<_>, _>>()?;
+                // A few quick retries (a MOVED slot, a master being
+                // replaced), not the client's default 16 waiting at least
+                // 1.28 s each: while a master is away requests get their
+                // 503 and Retry-After within about two seconds instead of
+                // piling up for half a minute.
                 let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
                     .connection_timeout(TIMEOUT)
                     .response_timeout(TIMEOUT)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
                     .build()?;
                 let conn = client.get_async_connection().await?;
                 Backend::Cluster { seeds, conn }
