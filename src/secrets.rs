@@ -167,11 +167,9 @@ pub struct RotateReport {
 /// KEK are left alone, so running it again changes nothing. Sealed values
 /// are under the data key, which does not change: they are not touched.
 pub async fn rotate_kek(settings: &Settings, db: &Db) -> Result<RotateReport, String> {
-    use sea_orm::TransactionTrait;
-
     // Never generate a KEK here: rotating needs one configured.
     let (kek, _) = load_kek(settings, true)?;
-    let txn = db.begin().await.map_err(|e| format!("starting a transaction: {e}"))?;
+    let txn = crate::store::begin_write(db).await.map_err(|e| format!("starting a transaction: {e}"))?;
     let mut report = RotateReport::default();
     let mut failed = Vec::new();
     let mut meta_updates = Vec::new();

@@ -278,7 +278,6 @@ pub async fn complete_change(
     locale: Locale,
 ) -> Result<Changed> {
     let Who { realm, user_id, session_id, ip } = who;
-    use sea_orm::TransactionTrait;
     let Some(new) = pending_change(state, realm, session_id, kind).await? else {
         return Ok(Changed::NothingPending);
     };
@@ -296,7 +295,7 @@ pub async fn complete_change(
     });
     let index = new.blind_index(&state.secrets.sealer);
     let sealed = state.secrets.sealer.seal(new.value(), &Identifier::aad(realm, kind))?;
-    let txn = state.db.begin().await?;
+    let txn = crate::store::begin_write(&state.db).await?;
     if user_store::identifier_exists(&txn, realm, kind, &index).await? {
         // Another account took it since (its holder got no code, so this
         // is a race): refuse as a wrong code would be.

@@ -42,7 +42,6 @@ pub enum CreateError {
 
 /// Creates a person with their identifiers in one transaction.
 pub async fn create(db: &Db, secrets: &Secrets, realm: &str, new: NewUser) -> Result<String, CreateError> {
-    use sea_orm::TransactionTrait;
     if new.identifiers.is_empty() {
         return Err(CreateError::NoIdentifier);
     }
@@ -53,7 +52,7 @@ pub async fn create(db: &Db, secrets: &Secrets, realm: &str, new: NewUser) -> Re
     let id = uuid::Uuid::new_v4().to_string();
     let profile_json = serde_json::to_string(&new.profile).map_err(|e| Error::internal(e.to_string()))?;
     let sealed_profile = secrets.sealer.seal(&profile_json, &profile_aad(realm, &id)).map_err(Error::from)?;
-    let txn = db.begin().await.map_err(Error::from)?;
+    let txn = crate::store::begin_write(db).await.map_err(Error::from)?;
     for ident in &new.identifiers {
         let index = ident.blind_index(&secrets.sealer);
         if users::identifier_exists(&txn, realm, ident.kind(), &index).await.map_err(Error::from)? {

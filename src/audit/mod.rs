@@ -164,7 +164,7 @@ impl AuditWriter {
 /// the requests whose change held, linked into the chain, then one commit.
 async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<(), sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let mut rows = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
     let mut refused = Vec::new();

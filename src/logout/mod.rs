@@ -46,9 +46,8 @@ pub struct Ended {
 /// twice). Callers go through `authn::session::end_one`, which also revokes
 /// the session's refresh tokens and drops its cache entry.
 pub async fn end_and_enqueue(state: &AppState, realm: &str, session_id: &str, reason: &str) -> Result<Option<Ended>> {
-    use sea_orm::TransactionTrait;
     let t = now();
-    let txn = state.db.begin().await?;
+    let txn = crate::store::begin_write(&state.db).await?;
     if !sessions::end(&txn, realm, session_id, reason, t).await? {
         txn.rollback().await?;
         return Ok(None);

@@ -2,7 +2,6 @@
 //! Codes are single-use across nodes: a second redemption fails and revokes
 //! what the first issued. Refresh tokens rotate; presenting a used one
 //! revokes the whole grant (RFC 9700 4.14.2).
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -321,7 +320,7 @@ async fn refresh(
     // transaction: a storage failure between the two must not leave the
     // client with a used token and no new one, whose retry would then look
     // like reuse and revoke the grant. Nothing else runs inside it.
-    let txn = state.db.begin().await?;
+    let txn = crate::store::begin_write(&state.db).await?;
     if !grants::rotate_refresh(&txn, &realm.name, &rec.id).await? {
         // Rotated meanwhile by a concurrent redemption of the same token.
         txn.rollback().await?;

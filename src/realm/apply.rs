@@ -4,7 +4,6 @@
 //! Applying twice changes nothing the second time.
 use std::fmt;
 
-use sea_orm::TransactionTrait;
 use serde_json::Value;
 
 use crate::realm::cache::format_secret_hash;
@@ -59,7 +58,7 @@ fn stored_client(c: &ClientSettings) -> (String, Option<String>) {
 
 /// Computes the changes; applies them in one transaction unless `dry_run`.
 pub async fn apply(db: &Db, decls: &[RealmDecl], dry_run: bool) -> Result<Vec<Change>, String> {
-    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    let txn = crate::store::begin_write(db).await.map_err(|e| e.to_string())?;
     let mut changes = Vec::new();
     for d in decls {
         let settings_json = serde_json::to_value(&d.settings).map_err(|e| e.to_string())?;

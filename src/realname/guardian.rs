@@ -13,7 +13,6 @@
 //! the proof; the relationship is only attested by the guardian, so it is
 //! kept in `guardians` and the audit, never in `verified_claims`.
 use chrono::{Datelike, NaiveDate};
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -254,7 +253,7 @@ pub async fn confirm(
         verified_at: t,
         consent_at,
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::store::begin_write(&state.db).await?;
     if store::proof_of(&txn, r, minor).await?.is_some() {
         store::delete_proof(&txn, r, minor).await?;
     }

@@ -324,11 +324,10 @@ pub async fn recover_complete(
     password_hash: String,
     ip: Option<&str>,
 ) -> Result<bool> {
-    use sea_orm::TransactionTrait;
     let sealed =
         state.secrets.sealer.seal(phone.value(), &crate::account::identifiers::Identifier::aad(realm, phone.kind()))?;
     let index = phone.blind_index(&state.secrets.sealer);
-    let txn = state.db.begin().await?;
+    let txn = crate::store::begin_write(&state.db).await?;
     if crate::store::users::replace_identifier(&txn, realm, user_id, phone.kind(), &index, sealed).await.is_err() {
         return Ok(false);
     }

@@ -6,7 +6,7 @@
 //! changes, after the node's `record_retention_days`. The audit log keeps
 //! the history of each (its own retention is the realm's).
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entities::{refresh_token, registry_change, sso_session};
 use super::logout::{attempt, delivery};
@@ -75,7 +75,7 @@ pub async fn deliveries(db: &super::Db, before: i64) -> Result<(u64, u64), DbErr
         if ids.is_empty() {
             return Ok((gone, attempts_gone));
         }
-        let txn = db.begin().await?;
+        let txn = super::begin_write(db).await?;
         let a =
             attempt::Entity::delete_many().filter(attempt::Column::DeliveryId.is_in(ids.clone())).exec(&txn).await?;
         let d = delivery::Entity::delete_many().filter(C::Id.is_in(ids.clone())).exec(&txn).await?;

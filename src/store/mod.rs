@@ -59,6 +59,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Ok(db)
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at once (`BEGIN IMMEDIATE`, waiting out the busy timeout like any
+/// writer): a deferred transaction that reads and then writes fails with
+/// "database is locked" when another connection or process wrote in
+/// between, which no timeout helps. PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::TransactionTrait;
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Held while a process prepares a database it shares with others:
 /// migrations, the data key, realm files and first signing keys. Nodes of
 /// one deployment start together (a Deployment's replicas, a migration Job

@@ -6,7 +6,7 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 
 use super::entities::{registry_change, registry_enterprise, registry_import, registry_person};
@@ -165,7 +165,7 @@ pub async fn write_persons(
     rows: Vec<PersonRow>,
     mut progress: Progress,
 ) -> Result<(Vec<String>, Progress), DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let dying: Vec<&str> = rows.iter().filter(|r| r.status == "deceased").map(|r| r.id_index.as_str()).collect();
     let already: std::collections::HashSet<String> = person_statuses(&txn, &dying)
         .await?
@@ -219,7 +219,7 @@ pub async fn write_enterprises(
     rows: Vec<EnterpriseRow>,
     mut progress: Progress,
 ) -> Result<(EnterpriseChanges, Progress), DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let mut changes = EnterpriseChanges::default();
     if !rows.is_empty() {
         let keys: Vec<&str> = rows.iter().map(|r| r.uscc_index.as_str()).collect();

@@ -223,3 +223,28 @@ async fn cli_mirrors_the_everyday_admin_actions() {
     }
     server.stop().await;
 }
+
+/// Operators' commands and a server write one database at once: on SQLite a
+/// transaction that reads before it writes (is this number taken? then the
+/// account) must not fail because another process committed in between.
+#[tokio::test]
+async fn concurrent_user_adds_all_succeed() {
+    let (db, _guard) = fresh_database().await;
+    let env = node_env(&db, None);
+    let adds: Vec<_> = (0..8)
+        .map(|i| {
+            let env = env.clone();
+            std::thread::spawn(move || {
+                civid(
+                    &["user", "add", "--realm", "test", "--username", &format!("together{i}"), "--password-stdin"],
+                    &env,
+                    Some("a long enough password\n"),
+                )
+            })
+        })
+        .collect();
+    for (i, a) in adds.into_iter().enumerate() {
+        let (ok, out, err) = a.join().expect("thread");
+        assert!(ok, "user add {i} failed: {out}{err}");
+    }
+}
