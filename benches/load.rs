@@ -242,18 +242,21 @@ fn cpu_secs(pid: &str, tck: f64) -> (f64, f64) {
 }
 
 /// CPU seconds of the PostgreSQL and Redis server processes on this machine.
-fn services_cpu(tck: f64) -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
-    let mut total = 0.0;
+/// CPU seconds of the PostgreSQL and of the Redis processes: (PostgreSQL, Redis).
+fn services_cpu(tck: f64) -> (f64, f64) {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return (0.0, 0.0) };
+    let (mut pg, mut redis) = (0.0, 0.0);
     for e in dir.flatten() {
         let name = e.file_name();
         let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
         let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
-        if matches!(comm.trim(), "postgres" | "redis-server") {
-            total += cpu_secs(pid, tck).0;
+        match comm.trim() {
+            "postgres" => pg += cpu_secs(pid, tck).0,
+            "redis-server" => redis += cpu_secs(pid, tck).0,
+            _ => {}
         }
     }
-    total
+    (pg, redis)
 }
 
 /// (busy, total, irq + softirq) jiffies of the whole machine, from `/proc/stat`.
@@ -273,7 +276,9 @@ struct Sample {
     /// This process (the bench generator), and its waited-for children (wrk).
     own: f64,
     children: f64,
+    /// PostgreSQL and Redis together, and Redis alone.
     services: f64,
+    redis: f64,
     machine: (f64, f64, f64),
 }
 
@@ -281,7 +286,8 @@ impl Sample {
     fn take(servers: &[Server], tck: f64) -> Sample {
         let (own, children) = cpu_secs("self", tck);
         let server = servers.iter().map(|s| s.cpu(tck)).sum();
-        Sample { server, own, children, services: services_cpu(tck), machine: machine_jiffies() }
+        let (pg, redis) = services_cpu(tck);
+        Sample { server, own, children, services: pg + redis, redis, machine: machine_jiffies() }
     }
 }
 
@@ -1662,6 +1668,8 @@ struct Row {
     errors: u64,
     /// PostgreSQL + Redis CPU per operation.
     svc_us: f64,
+    /// Of which Redis.
+    redis_us: f64,
     /// Interrupt handling per operation (mostly loopback TCP, in softirq),
     /// which no process is charged for.
     irq_us: f64,
@@ -1700,14 +1708,14 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 fn table_header() -> &'static str {
     "| scenario | generator | connections | ops/s | p50 ms | p99 ms | server CPU µs/op | generator CPU µs/op \
-     | PostgreSQL+Redis CPU µs/op | irq CPU µs/op | other CPU µs/op | machine busy | errors | server RSS after, MiB |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+     | PostgreSQL CPU µs/op | Redis CPU µs/op | irq CPU µs/op | other CPU µs/op | machine busy | errors | server RSS after, MiB |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 }
 
 impl Row {
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% | {} | {} |",
             self.scenario,
             self.generator,
             self.conns,
@@ -1716,7 +1724,8 @@ impl Row {
             self.p99_ms,
             self.server_us,
             self.gen_us,
-            self.svc_us,
+            self.svc_us - self.redis_us,
+            self.redis_us,
             self.irq_us,
             self.other_us,
             self.busy_pct,
@@ -2028,6 +2037,7 @@ impl<'a> Bench<'a> {
             server_us: (b.server - a.server) * 1e6 / n,
             gen_us: (b.own - a.own) * 1e6 / n,
             svc_us: (b.services - a.services) * 1e6 / n,
+            redis_us: (b.redis - a.redis) * 1e6 / n,
             irq_us: (b.machine.2 - a.machine.2) / tck * 1e6 / n,
             other_us: other(&a, &b, tck, b.own - a.own) * 1e6 / n,
             busy_pct: busy(&a, &b),
@@ -2118,6 +2128,7 @@ impl<'a> Bench<'a> {
             server_us: (b.server - a.server) * 1e6 / n,
             gen_us: (b.children - a.children) * 1e6 / n,
             svc_us: (b.services - a.services) * 1e6 / n,
+            redis_us: (b.redis - a.redis) * 1e6 / n,
             irq_us: (b.machine.2 - a.machine.2) / tck * 1e6 / n,
             other_us: other(&a, &b, tck, b.children - a.children) * 1e6 / n,
             busy_pct: busy(&a, &b),
