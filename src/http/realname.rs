@@ -172,7 +172,10 @@ async fn submit(
         }
         Outcome::Limited => return Ok(show(err("realname.error.limited", &[]), StatusCode::TOO_MANY_REQUESTS)),
         Outcome::Taken => return Ok(show(err("realname.error.taken", &[]), StatusCode::CONFLICT)),
-        Outcome::Minor => return Ok(show(err("realname.error.minor", &[]), StatusCode::BAD_REQUEST)),
+        Outcome::Minor => {
+            let age = m.realm.settings.realname.min_age.to_string();
+            return Ok(show(err("realname.error.minor", &[("n", &age)]), StatusCode::BAD_REQUEST));
+        }
         Outcome::GuardianNeeded(code) => return Ok(guardian_code_view(&state, &m, tx.as_ref(), &code)),
         Outcome::Unavailable => {
             let mut r = show(err("realname.error.unavailable", &[]), StatusCode::SERVICE_UNAVAILABLE);
@@ -305,7 +308,9 @@ async fn recover_submit(
             let (key, n, status) = match o {
                 Outcome::Mismatch(left) => ("realname.error.mismatch", left.to_string(), StatusCode::BAD_REQUEST),
                 Outcome::Limited => ("realname.error.limited", String::new(), StatusCode::TOO_MANY_REQUESTS),
-                Outcome::Minor => ("realname.error.minor", String::new(), StatusCode::BAD_REQUEST),
+                Outcome::Minor => {
+                    ("realname.error.minor", c.realm.settings.realname.min_age.to_string(), StatusCode::BAD_REQUEST)
+                }
                 _ => ("realname.error.unavailable", String::new(), StatusCode::SERVICE_UNAVAILABLE),
             };
             return Ok(recover_view(&state, &c, "identity", err(&c, key, &[("n", &n)]), status));

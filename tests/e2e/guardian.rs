@@ -188,6 +188,7 @@ async fn by_default_minors_are_sent_to_a_service_hall() {
     assert_eq!(r.status(), 400);
     let html = r.text().await.expect("html");
     assert!(html.contains("政务服务大厅") && !html.contains("guardian-code"), "{html}");
+    assert!(html.contains("未满 14 周岁"), "the realm's age limit is named: {html}");
     let uid = server_user_id(&server, "test", "xiaoming").await;
     assert_eq!(civid::realname::level_of(&server.state, "test", &uid).await.expect("level"), "L2");
     // The guardian page exists only where the realm chose guardians.

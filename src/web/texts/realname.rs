@@ -70,7 +70,7 @@ pub const ZH_CN: &[(&str, &str)] = &[
         "realname.error.taken",
         "该身份证号码已用于另一个账号。如果那是您的账号，请找回该账号，而不是再建一个（同一人在平台上只有一个账号）。",
     ),
-    ("realname.error.minor", "未满 14 周岁的用户需要由监护人陪同到政务服务大厅办理实名认证。"),
+    ("realname.error.minor", "未满 {n} 周岁的用户需要由监护人陪同到政务服务大厅办理实名认证。"),
     ("realname.error.unavailable", "身份核验服务暂时不可用，您的信息没有被记录。请稍后再试。"),
     ("id_number.length", "身份证号码应为 18 位。"),
     ("id_number.characters", "身份证号码由 17 位数字和最后一位数字或 X 组成。"),
@@ -165,7 +165,7 @@ pub const EN: &[(&str, &str)] = &[
         "realname.error.taken",
         "This ID number belongs to another account. If it is yours, recover that account instead of creating another (one person, one account).",
     ),
-    ("realname.error.minor", "People under 14 verify at a service hall with a guardian."),
+    ("realname.error.minor", "People under {n} verify at a service hall with a guardian."),
     (
         "realname.error.unavailable",
         "The identity check is unavailable right now; nothing was recorded. Please try again later.",
