@@ -491,6 +491,25 @@ pub(super) async fn signed_in_me(
     })
 }
 
+/// [`signed_in_me`] for a form post: the form's CSRF token for `action`
+/// must be this session's, else 403.
+pub(super) async fn signed_in_form(
+    state: &SharedState,
+    name: &str,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    action: &str,
+) -> Result<Result<Me, Response>, PageError> {
+    let m = match signed_in_me(state, name, headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !m.csrf_ok(state, action, form) {
+        return Err(forbidden(m.loc));
+    }
+    Ok(Ok(m))
+}
+
 async fn totp_page(State(state): State<SharedState>, Path(name): Path<String>, headers: HeaderMap) -> PageResult {
     let m = match signed_in_me(&state, &name, &headers).await? {
         Ok(m) => m,
@@ -512,13 +531,10 @@ async fn totp_confirm(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match signed_in_form(&state, &name, &headers, &form, "factors").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "factors", &form) {
-        return Err(forbidden(m.loc));
-    }
     let get = |k| form_get(&form, k).unwrap_or_default();
     let id = get("id");
     let done = totp::confirm(&state, &m.realm, &m.session.user_id, id, get("code"), get("name"))
@@ -548,13 +564,10 @@ async fn rename(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match signed_in_form(&state, &name, &headers, &form, "factors").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "factors", &form) {
-        return Err(forbidden(m.loc));
-    }
     let new: String = form_get(&form, "name").unwrap_or_default().trim().chars().take(passkey::NAME_MAX).collect();
     if !new.is_empty() {
         credentials::rename(&state.db, &m.realm.name, &m.session.user_id, &id, &new)
@@ -572,13 +585,10 @@ async fn remove(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match signed_in_form(&state, &name, &headers, &form, "factors").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "factors", &form) {
-        return Err(forbidden(m.loc));
-    }
     let removed = credentials::delete(&state.db, &m.realm.name, &m.session.user_id, &id)
         .await
         .map_err(|e| PageError(e.into(), m.loc))?;

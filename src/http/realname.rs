@@ -120,13 +120,10 @@ async fn submit(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match super::factors::signed_in_form(&state, &name, &headers, &form, "verify").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "verify", &form) {
-        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
-    }
     let tx = tx_of(&state, &m, &headers, form_get(&form, "tx")).await;
     let typed_name = form_get(&form, "name").unwrap_or_default().trim();
     let err = |key: &str, args: &[(&str, &str)]| Some(crate::web::text(m.loc, key, args));
@@ -200,13 +197,10 @@ async fn cancel(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match super::factors::signed_in_form(&state, &name, &headers, &form, "verify").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "verify", &form) {
-        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
-    }
     let Some((tx_id, tx)) = tx_of(&state, &m, &headers, form_get(&form, "tx")).await else {
         return Err(PageError(Error::page(400, "error.expired"), m.loc));
     };
@@ -628,13 +622,10 @@ async fn face_start(
     body: Bytes,
 ) -> PageResult {
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match super::factors::signed_in_form(&state, &name, &headers, &form, "verify").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "verify", &form) {
-        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
-    }
     let tx = tx_of(&state, &m, &headers, form_get(&form, "tx")).await;
     let tx_id = tx.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
     let back = format!(
@@ -745,13 +736,10 @@ async fn guardian_submit(
 ) -> PageResult {
     use realname::guardian::{self, Confirmed};
     let form = form_pairs(&body);
-    let m = match signed_in_me(&state, &name, &headers).await? {
+    let m = match super::factors::signed_in_form(&state, &name, &headers, &form, "guardian").await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !m.csrf_ok(&state, "guardian", &form) {
-        return Err(PageError(Error::page(403, "error.csrf"), m.loc));
-    }
     guardian_realm(&m)?;
     let text = |key: &str, args: &[(&str, &str)]| crate::web::text(m.loc, key, args);
     let mut f = GuardianForm {
