@@ -1232,17 +1232,13 @@ impl Browser {
     /// first code (checking the tokens' algorithms).
     async fn sign_in(&mut self) -> Res<()> {
         let (url, state, verifier) = self.auth_request();
-        let resp =
-            expect(self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?, 303, "authorize").await?;
-        let next = location(&resp);
-        let login = if next.starts_with('/') {
-            format!("{}{next}", self.base())
-        } else {
-            return Err(format!("authorize went to {next} before sign-in"));
-        };
-        let page =
-            expect(self.http.get(&login).send().await.map_err(|e| format!("login page: {e}"))?, 200, "login page")
-                .await?;
+        // Answered with the sign-in page itself.
+        let page = expect(
+            self.http.get(&url).send().await.map_err(|e| format!("authorize: {e}"))?,
+            200,
+            "authorize (the sign-in page)",
+        )
+        .await?;
         let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
         let form = [
             ("csrf", hidden(&html, "csrf")),
@@ -1345,23 +1341,19 @@ impl Signer {
         Ok(resp)
     }
 
-    /// One whole sign-in; `steps`: authorize, login page, password, token.
+    /// One whole sign-in; `steps`: authorize (answered with the sign-in
+    /// page), reading its form, password, token.
     async fn sign_in(&mut self, steps: &mut [u32; 4]) -> Res<()> {
         self.jar.clear();
         let who = signin_user(self.user);
         self.user = (self.user + self.stride) % self.users;
         let t0 = Instant::now();
         let (url, state, verifier) = self.b.auth_request();
+        // Answered with the sign-in page itself (no redirect to it).
         let req = self.b.http.get(&url);
-        let resp = expect(self.send(req, "authorize").await?, 303, "authorize").await?;
-        let next = location(&resp);
-        if !next.starts_with(&format!("/realms/{REALM}/login?tx=")) {
-            return Err(format!("authorize went to {next:?}, not the login page"));
-        }
-        let t1 = Instant::now();
-        let req = self.b.http.get(format!("{}{next}", self.b.base()));
-        let page = expect(self.send(req, "login page").await?, 200, "login page").await?;
+        let page = expect(self.send(req, "authorize").await?, 200, "authorize (the sign-in page)").await?;
         let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
+        let t1 = Instant::now();
         let (csrf, tx) = (hidden(&html, "csrf"), hidden(&html, "tx"));
         if csrf.is_empty() || tx.is_empty() {
             return Err("the login page has no form with csrf and tx".into());
@@ -1606,7 +1598,7 @@ impl Worker {
     fn step_names(&self) -> &'static [&'static str] {
         match self {
             Worker::Sso(_) | Worker::SsoSeeded(..) => &["authorize", "token"],
-            Worker::Signin(_) => &["authorize", "login page", "password", "token"],
+            Worker::Signin(_) => &["authorize (sign-in page)", "read the form", "password", "token"],
             Worker::Logout(_) => &["confirmation page", "confirm"],
             _ => &[],
         }

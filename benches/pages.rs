@@ -75,10 +75,15 @@ struct Opts {
     /// Further accounts (bulk rows, two identifiers each) in the database
     /// before the server starts: sign-in speed with millions of accounts.
     accounts: u64,
+    /// Sign-in windows per concurrency, each right after its own hash-alone
+    /// window (the host's speed drifts by several percent between minutes).
+    rounds: usize,
+    /// Internal: the hash child measures only the bound (2 in flight).
+    bound_only: bool,
 }
 
 const USAGE: &str = "cargo bench --bench pages -- [--secs N] [--warmup N] [--concurrency a,b,..] [--requests N] \
-                     [--renders N] [--only hash,sizes,pages,signin] [--quiet-wait SECS] [--server-env K=V]... [--accounts N]";
+                     [--renders N] [--only hash,sizes,pages,signin] [--quiet-wait SECS] [--server-env K=V]... [--accounts N] [--rounds N]";
 
 fn parse_opts() -> Res<Opts> {
     let mut o = Opts {
@@ -90,6 +95,8 @@ fn parse_opts() -> Res<Opts> {
         only: Vec::new(),
         quiet_wait: 120,
         accounts: 0,
+        rounds: 5,
+        bound_only: false,
         hash_child: None,
         server_env: Vec::new(),
     };
@@ -115,6 +122,8 @@ fn parse_opts() -> Res<Opts> {
                 o.server_env.push((k.to_string(), v.to_string()));
             }
             "--hash-child" => o.hash_child = Some(value("--hash-child")?),
+            "--bound-only" => o.bound_only = true,
+            "--rounds" => o.rounds = num(value("--rounds")?, "--rounds")?.max(1) as usize,
             "--quiet-wait" => o.quiet_wait = num(value("--quiet-wait")?, "--quiet-wait")?,
             "--accounts" => o.accounts = num(value("--accounts")?, "--accounts")?,
             "--only" => o.only = value("--only")?.split(',').map(|s| s.trim().to_string()).collect(),
@@ -184,6 +193,33 @@ fn cpu_split(pid: &str, tck: f64) -> (f64, f64, f64) {
     // After the command name, f[0] is field 3 (state): minflt is field 10,
     // utime 14, stime 15.
     if f.len() < 13 { (0.0, 0.0, 0.0) } else { (f[11] / tck, f[12] / tck, f[7]) }
+}
+
+/// CPU seconds (from `schedstat`, in ns) and involuntary context switches
+/// of a process's threads, summed by thread name without its number
+/// (`civid-hash-0` and `civid-hash-1` are `civid-hash`).
+fn thread_groups(pid: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut groups = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return groups };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-').to_string();
+        let ns: f64 = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+            .unwrap_or(0.0);
+        let invol: f64 = std::fs::read_to_string(p.join("status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        let e = groups.entry(name).or_insert((0.0, 0.0));
+        e.0 += ns / 1e9;
+        e.1 += invol;
+    }
+    groups
 }
 
 /// (busy, total) jiffies of the whole machine.
@@ -368,6 +404,28 @@ fn hash_alone(o: &Opts) -> Res<(Bound, Bound)> {
     Ok((get("server"), get("default")))
 }
 
+/// The hash alone again (server's malloc, as many in flight as hashing
+/// threads), in a fresh child: the bound for the sign-in window that
+/// follows it.
+fn bound_now(o: &Opts) -> Res<Bound> {
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let out = Command::new(&exe)
+        .args(["--hash-child", "server", "--bound-only", "--secs", &o.secs.to_string()])
+        .args(["--warmup", &o.warmup.to_string(), "--quiet-wait", &o.quiet_wait.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("hash child: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BOUND "))
+        .ok_or_else(|| format!("hash child printed no bound: {text}"))?
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    Ok(Bound { rate: v.first().copied().unwrap_or(0.0), cpu_ms: v.get(1).copied().unwrap_or(0.0) })
+}
+
 /// What the hashes alone allow: verifications/s with as many in flight as
 /// hashing threads, and the CPU one verification costs (user + system).
 #[derive(Clone, Copy)]
@@ -391,6 +449,11 @@ async fn hash_child(o: &Opts, mode: &str) -> Res<()> {
         .await
         .map_err(|e| format!("hashing: {e}"))?
         .map_err(|e| format!("hash: {e}"))?;
+    if o.bound_only {
+        let r = through_pool(o, &phc, threads).await?;
+        println!("BOUND {} {}", r.rate, r.user_ms + r.sys_ms);
+        return Ok(());
+    }
     wait_quiet(Duration::from_secs(o.quiet_wait));
     let tck = clock_ticks();
     let c0 = cpu_split("self", tck);
@@ -728,15 +791,23 @@ impl Browser {
         )
     }
 
-    /// authorize → 303 to the sign-in page; returns its path.
-    async fn start_sign_in(&mut self, client: &str, redirect: &str) -> Res<String> {
+    /// The authorization request of a browser without a session: answered
+    /// with the sign-in page itself. Returns the page and its own path
+    /// (`/login?tx=…`, where the same page is served again).
+    async fn start_sign_in_page(&mut self, client: &str, redirect: &str) -> Res<(String, Got)> {
         let url = self.authorize_url(client, redirect, "openid profile phone");
         let r = self.get(&url).await?;
-        let to = location(&r.headers);
-        if r.status != 303 || !to.starts_with(&format!("/realms/{REALM}/login?tx=")) {
-            return Err(format!("authorize: {} to {to:?}", r.status));
+        let html = String::from_utf8_lossy(&r.body);
+        if r.status != 200 || !html.contains("name=\"password\"") {
+            return Err(format!("authorize: {} to {:?}", r.status, location(&r.headers)));
         }
-        Ok(to)
+        let path = format!("/realms/{REALM}/login?tx={}", hidden(&html, "tx"));
+        Ok((path, r))
+    }
+
+    /// As [`Browser::start_sign_in_page`]; returns the page's path.
+    async fn start_sign_in(&mut self, client: &str, redirect: &str) -> Res<String> {
+        Ok(self.start_sign_in_page(client, redirect).await?.0)
     }
 
     /// POSTs the sign-in form of `page`; returns the redirect.
@@ -1065,8 +1136,8 @@ fn set(times: &mut BTreeMap<&str, PageTime>, what: &str, lat: Vec<Duration>, byt
 #[derive(Default)]
 struct Steps {
     total: Vec<Duration>,
+    /// The authorization request, answered with the sign-in page.
     authorize: Vec<Duration>,
-    page: Vec<Duration>,
     post: Vec<Duration>,
 }
 
@@ -1078,97 +1149,134 @@ async fn one_browser(base: String, who: String, start: Instant, deadline: Instan
         if t0 >= deadline {
             break;
         }
-        let login = b.start_sign_in(PORTAL, REDIRECT_URI).await?;
+        // The authorization request answers with the sign-in page.
+        let (_, page) = b.start_sign_in_page(PORTAL, REDIRECT_URI).await?;
         let t1 = Instant::now();
-        let page = b.get(&login).await?;
-        if page.status != 200 {
-            return Err(format!("sign-in page: {}", page.status));
-        }
-        let t2 = Instant::now();
         // The session cookie is not kept: the next round is a new sign-in.
         let to = b.submit_password(&page.body, &who, false).await?;
-        let t3 = Instant::now();
+        let t2 = Instant::now();
         if !to.starts_with(REDIRECT_URI) || !to.contains("code=") {
             return Err(format!("after the password expected the portal, got {to}"));
         }
         // Counted by when it completed (the window holds whole queues).
-        if t3 >= start && t3 <= deadline {
-            s.total.push(t3 - t0);
+        if t2 >= start && t2 <= deadline {
+            s.total.push(t2 - t0);
             s.authorize.push(t1 - t0);
-            s.page.push(t2 - t1);
-            s.post.push(t3 - t2);
+            s.post.push(t2 - t1);
         }
     }
     Ok(s)
 }
 
-async fn signin_flow(o: &Opts, base: &str, server: &Server, bounds: Option<(Bound, Bound)>) -> Res<()> {
+async fn signin_flow(o: &Opts, base: &str, server: &Server, with_bound: bool) -> Res<()> {
     let tck = clock_ticks();
-    println!("\n### Password sign-in, whole flow (authorize → sign-in page → POST password → 303 to the portal)\n");
     println!(
-        "| browsers | sign-ins/s | of the hash-alone bound (server's malloc / default malloc) | p50 ms | p99 ms | authorize p50 | page p50 | POST p50 / p99 \
-         | server CPU ms/sign-in (user + system) | server minor faults/sign-in | generator CPU ms/sign-in | machine busy \
-         | others' CPU | hash CPU / sign-in CPU (server's malloc / default malloc) |"
+        "\n### Password sign-in, whole flow (authorize, answered with the sign-in page → POST password → 303 to the portal)\n"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &c in &o.concurrency {
-        wait_quiet(Duration::from_secs(o.quiet_wait));
-        let start = Instant::now() + Duration::from_secs(o.warmup);
-        let measured_to = start + Duration::from_secs(o.secs);
-        let mut tasks = Vec::new();
-        for i in 0..c {
-            tasks.push(tokio::spawn(one_browser(base.to_string(), username(i % 64), start, measured_to)));
-        }
-        // CPU over the measured window only.
-        tokio::time::sleep_until(start.into()).await;
-        let pid = server.pid.to_string();
-        let (s0, g0, m0) = (cpu_split(&pid, tck), cpu_secs("self", tck), machine_jiffies());
-        tokio::time::sleep_until(measured_to.into()).await;
-        let (s1, g1, m1) = (cpu_split(&pid, tck), cpu_secs("self", tck), machine_jiffies());
-        let mut all = Steps::default();
-        for t in tasks {
-            let s = t.await.map_err(|e| format!("task: {e}"))??;
-            all.total.extend(s.total);
-            all.authorize.extend(s.authorize);
-            all.page.extend(s.page);
-            all.post.extend(s.post);
-        }
-        for v in [&mut all.total, &mut all.authorize, &mut all.page, &mut all.post] {
-            v.sort();
-        }
-        let n = all.total.len().max(1) as f64;
-        let rate = all.total.len() as f64 / o.secs as f64;
-        let busy = (m1.0 - m0.0) / (m1.1 - m0.1).max(1.0) * 100.0;
-        // Server and generator CPU per sign-in: what the cores spend on one.
-        let signin_cpu_ms = ((s1.0 - s0.0) + (s1.1 - s0.1) + (g1 - g0)) / n * 1000.0;
+    if with_bound {
         println!(
-            "| {c} | {rate:.1} | {} | {} | {} | {} | {} | {} / {} | {:.1} + {:.1} | {:.0} | {:.1} | {busy:.0}% | {:.0}% | {} |",
-            bounds
-                .map(|(server, default)| format!(
-                    "{:.0}% / {:.0}%",
-                    rate / server.rate * 100.0,
-                    rate / default.rate * 100.0
-                ))
-                .unwrap_or_else(|| "—".into()),
-            ms(pct(&all.total, 0.5)),
-            ms(pct(&all.total, 0.99)),
-            ms(pct(&all.authorize, 0.5)),
-            ms(pct(&all.page, 0.5)),
-            ms(pct(&all.post, 0.5)),
-            ms(pct(&all.post, 0.99)),
-            (s1.0 - s0.0) / n * 1000.0,
-            (s1.1 - s0.1) / n * 1000.0,
-            (s1.2 - s0.2) / n,
-            (g1 - g0) / n * 1000.0,
-            others_share(m0, m1, (s1.0 - s0.0) + (s1.1 - s0.1) + (g1 - g0), tck),
-            bounds
-                .map(|(server, default)| format!(
-                    "{:.0}% / {:.0}%",
-                    server.cpu_ms / signin_cpu_ms * 100.0,
-                    default.cpu_ms / signin_cpu_ms * 100.0
-                ))
-                .unwrap_or_else(|| "—".into()),
+            "Each round: the hash alone (server's malloc, as many in flight as hashing threads, in a fresh \
+             child process) and right after it the sign-in window it bounds.\n"
         );
+    }
+    println!(
+        "| browsers | round | hash alone/s | sign-ins/s | of the hash alone | p50 ms | p99 ms | authorize (the page) p50 \
+         | POST p50 / p99 | server CPU ms/sign-in (user + system) | server minor faults/sign-in \
+         | generator CPU ms/sign-in | machine busy | others' CPU | hash CPU / sign-in CPU \
+         | server threads ms/sign-in: hashing / async workers / SQLite / rest | hashing threads preempted/sign-in |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in &o.concurrency {
+        let (mut by_rate, mut by_cpu) = (Vec::new(), Vec::new());
+        for round in 1..=o.rounds {
+            let bound = if with_bound { Some(bound_now(o)?) } else { None };
+            wait_quiet(Duration::from_secs(o.quiet_wait));
+            let start = Instant::now() + Duration::from_secs(o.warmup);
+            let measured_to = start + Duration::from_secs(o.secs);
+            let mut tasks = Vec::new();
+            for i in 0..c {
+                tasks.push(tokio::spawn(one_browser(base.to_string(), username(i % 64), start, measured_to)));
+            }
+            // CPU over the measured window only.
+            tokio::time::sleep_until(start.into()).await;
+            let pid = server.pid.to_string();
+            let (s0, g0, m0, t0) =
+                (cpu_split(&pid, tck), cpu_secs("self", tck), machine_jiffies(), thread_groups(&pid));
+            tokio::time::sleep_until(measured_to.into()).await;
+            let (s1, g1, m1, t1) =
+                (cpu_split(&pid, tck), cpu_secs("self", tck), machine_jiffies(), thread_groups(&pid));
+            let mut all = Steps::default();
+            for t in tasks {
+                let s = t.await.map_err(|e| format!("task: {e}"))??;
+                all.total.extend(s.total);
+                all.authorize.extend(s.authorize);
+                all.post.extend(s.post);
+            }
+            for v in [&mut all.total, &mut all.authorize, &mut all.post] {
+                v.sort();
+            }
+            let n = all.total.len().max(1) as f64;
+            let rate = all.total.len() as f64 / o.secs as f64;
+            let busy = (m1.0 - m0.0) / (m1.1 - m0.1).max(1.0) * 100.0;
+            // Server and generator CPU per sign-in: what the cores spend on one.
+            let signin_cpu_ms = ((s1.0 - s0.0) + (s1.1 - s0.1) + (g1 - g0)) / n * 1000.0;
+            if let Some(b) = bound {
+                by_rate.push(rate / b.rate * 100.0);
+                by_cpu.push(b.cpu_ms / signin_cpu_ms * 100.0);
+            }
+            let pct_of = |f: Option<f64>| f.map(|x| format!("{x:.0}%")).unwrap_or_else(|| "—".into());
+            // Per thread group over the window: CPU ms and preemptions per sign-in.
+            let mut by_group: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+            for (name, (cpu, invol)) in &t1 {
+                let (c0, i0) = t0.get(name).copied().unwrap_or((0.0, 0.0));
+                let group = match name.as_str() {
+                    "civid-hash" => "hash",
+                    "tokio-rt-worker" => "async",
+                    n if n.starts_with("sqlx-sqlite") => "sqlite",
+                    _ => "rest",
+                };
+                let e = by_group.entry(group).or_insert((0.0, 0.0));
+                e.0 += (cpu - c0) / n * 1000.0;
+                e.1 += (invol - i0) / n;
+            }
+            let g = |k: &str| by_group.get(k).copied().unwrap_or((0.0, 0.0));
+            println!(
+                "| {c} | {round} | {} | {rate:.1} | {} | {} | {} | {} | {} / {} | {:.1} + {:.1} | {:.0} | {:.1} | {busy:.0}% \
+                 | {:.0}% | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.1} |",
+                bound.map(|b| format!("{:.1}", b.rate)).unwrap_or_else(|| "—".into()),
+                pct_of(bound.map(|b| rate / b.rate * 100.0)),
+                ms(pct(&all.total, 0.5)),
+                ms(pct(&all.total, 0.99)),
+                ms(pct(&all.authorize, 0.5)),
+                ms(pct(&all.post, 0.5)),
+                ms(pct(&all.post, 0.99)),
+                (s1.0 - s0.0) / n * 1000.0,
+                (s1.1 - s0.1) / n * 1000.0,
+                (s1.2 - s0.2) / n,
+                (g1 - g0) / n * 1000.0,
+                others_share(m0, m1, (s1.0 - s0.0) + (s1.1 - s0.1) + (g1 - g0), tck),
+                pct_of(bound.map(|b| b.cpu_ms / signin_cpu_ms * 100.0)),
+                g("hash").0,
+                g("async").0,
+                g("sqlite").0,
+                g("rest").0,
+                g("hash").1,
+            );
+        }
+        if !by_rate.is_empty() {
+            by_rate.sort_by(|a, b| a.total_cmp(b));
+            by_cpu.sort_by(|a, b| a.total_cmp(b));
+            let median = |v: &Vec<f64>| v[v.len() / 2];
+            println!(
+                "\n{c} browsers, {} rounds: sign-ins/s of the hash alone, median **{:.1}%** (range {:.1}–{:.1}%); \
+                 by CPU, median {:.1}%.\n",
+                by_rate.len(),
+                median(&by_rate),
+                by_rate[0],
+                by_rate[by_rate.len() - 1],
+                median(&by_cpu),
+            );
+        }
     }
     Ok(())
 }
@@ -1204,7 +1312,7 @@ fn run() -> Res<()> {
             page_times(&o, &base, &secret).await?;
         }
         if o.runs("signin") {
-            signin_flow(&o, &base, &server, bounds).await?;
+            signin_flow(&o, &base, &server, bounds.is_some()).await?;
         }
         Res::Ok(())
     })?;

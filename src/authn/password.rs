@@ -10,24 +10,23 @@ use crate::store::users;
 pub enum Outcome {
     Success {
         user_id: String,
+        /// Its second factors and identity level, read with it.
+        facts: users::SignInFacts,
     },
     /// Unknown identifier, wrong password or disabled account: the caller
     /// must not tell which.
-    Failure {
-        reason: &'static str,
-        user_id: Option<String>,
-    },
+    Failure { reason: &'static str, user_id: Option<String> },
 }
 
 pub async fn authenticate(state: &AppState, realm: &str, identifier: &str, secret: String) -> Result<Outcome> {
     let user = match Identifier::parse(identifier) {
         Some(id) => {
             let index = id.blind_index(&state.secrets.sealer);
-            users::find_by_identifier(&state.db, realm, id.kind(), &index).await?
+            users::find_for_sign_in(&state.db, realm, id.kind(), &index).await?
         }
         None => None,
     };
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let hash = user.as_ref().and_then(|(u, _)| u.password_hash.clone());
     let ok = hashing(move || match hash {
         Some(h) => password::verify(&h, &secret),
         None => {
@@ -39,13 +38,13 @@ pub async fn authenticate(state: &AppState, realm: &str, identifier: &str, secre
     Ok(match user {
         // A cancelled account answers like an unknown one (same message,
         // same cost: the hash was checked either way).
-        Some(u) if crate::account::recovery::is_gone(&u) => {
+        Some((u, _)) if crate::account::recovery::is_gone(&u) => {
             Outcome::Failure { reason: "account_cancelled", user_id: Some(u.id) }
         }
         None => Outcome::Failure { reason: "unknown_identifier", user_id: None },
-        Some(u) if !ok => Outcome::Failure { reason: "wrong_password", user_id: Some(u.id) },
-        Some(u) if u.status != "active" => Outcome::Failure { reason: "account_disabled", user_id: Some(u.id) },
-        Some(u) => Outcome::Success { user_id: u.id },
+        Some((u, _)) if !ok => Outcome::Failure { reason: "wrong_password", user_id: Some(u.id) },
+        Some((u, _)) if u.status != "active" => Outcome::Failure { reason: "account_disabled", user_id: Some(u.id) },
+        Some((u, facts)) => Outcome::Success { user_id: u.id, facts },
     })
 }
 

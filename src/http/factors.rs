@@ -148,7 +148,7 @@ async fn signin_finish(
     crate::metrics::signin("passkey", "success", &client_id);
     let resp = match c.tx.pending.is_some() {
         true => complete_second(&state, c, &headers, amr, ip.as_deref(), "passkey").await,
-        false => signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.passkey", amr).await,
+        false => signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.passkey", amr, None).await,
     };
     // The script follows the redirect itself; the cookie rides along.
     match resp {
@@ -291,7 +291,7 @@ async fn complete_second(
         if !amr.iter().any(|a| a == "mfa") {
             amr.push("mfa".into());
         }
-        return signed_in_with(state, c, &p.user_id, ip, static_kind(&p.event_kind), amr).await;
+        return signed_in_with(state, c, &p.user_id, ip, static_kind(&p.event_kind), amr, None).await;
     };
     // A step-up: the same browser session, now stronger.
     let Some((token_hash, mut s)) = current_session(state, &c.realm, headers).await.map_err(|e| PageError(e, c.loc))?
@@ -649,7 +649,7 @@ pub(super) async fn signed_in_to_add_passkey(
     event_kind: &'static str,
     amr: &str,
 ) -> PageResult {
-    let (cookie, _, _) = open_session(state, &mut c, user_id, ip, event_kind, vec![amr.to_string()]).await?;
+    let (cookie, _, _) = open_session(state, &mut c, user_id, ip, event_kind, vec![amr.to_string()], None).await?;
     flow::save_tx(state, &c.realm, &c.tx, Some(&c.tx_id)).await.map_err(|e| PageError(e, c.loc))?;
     let to = format!("/realms/{}/login/passkey?tx={}", c.realm.name, c.tx_id);
     Ok(with_session_cookie(state, &c.realm, no_store(Redirect::to(&to).into_response()), &cookie))

@@ -24,6 +24,7 @@ use crate::oidc::authorize::{self, Rejection};
 use crate::oidc::flow::{self, LoginTx, Next};
 use crate::realm::cache::Realm;
 use crate::state::SharedState;
+use crate::store::users::SignInFacts;
 use crate::web::Locale;
 
 pub fn routes() -> Router<SharedState> {
@@ -112,6 +113,7 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         None => (random::token(16).map_err(|e| PageError(e.into(), loc))?, true),
     };
     let sess = current_session(&state, &r, &headers).await.map_err(|e| PageError(e, loc))?;
+    let signed_out = sess.is_none();
     let tx = LoginTx {
         request: req,
         binding: binding.clone(),
@@ -121,9 +123,30 @@ async fn authorize(state: SharedState, name: String, params: Vec<(String, String
         recovering: None,
         acting: None,
     };
+    // Kept for the sign-in page below (a browser without a session).
+    let page_tx = signed_out.then(|| tx.clone());
     let next = flow::proceed(&state, &r, tx, None, sess).await.map_err(|e| PageError(e, loc))?;
-    let resp = respond(&r, next);
+    let resp = match (next, page_tx) {
+        // A browser without a session gets the sign-in page in this
+        // response instead of a redirect to it: one round trip less on a
+        // phone's network, one request less for the server. Its form, its
+        // links and the language switch name the transaction, as the page
+        // at `/login?tx=` does (where a session that must step up goes).
+        (Next::Login { tx: tx_id }, Some(tx)) => {
+            let user_agent = user_agent_of(&headers);
+            let hint = tx.request.login_hint.clone().unwrap_or_default();
+            let c = TxCtx { realm: r.clone(), tx, tx_id, binding: binding.clone(), loc, user_agent };
+            login_form(&state, &c, &hint, None)
+        }
+        (next, _) => respond(&r, next),
+    };
     Ok(if new_binding { with_cookie(resp, &cookies::set(bind_name, &binding, https, None)) } else { resp })
+}
+
+/// The browser's own description (first 200 characters), kept with a
+/// session it starts.
+fn user_agent_of(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(200).collect::<String>())
 }
 
 pub(super) struct TxCtx {
@@ -154,10 +177,7 @@ pub(super) async fn load_tx(
         .map_err(|e| PageError(e, loc0))?
         .ok_or_else(|| expired(loc0))?;
     let loc = locale(headers, ui.or(tx.request.ui_locales.as_deref()));
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(200).collect::<String>());
+    let user_agent = user_agent_of(headers);
     Ok(TxCtx { realm: r, tx, tx_id, binding, loc, user_agent })
 }
 
@@ -325,7 +345,7 @@ async fn login_submit(
     }
     let outcome =
         password::authenticate(&state, &r.name, &identifier, secret).await.map_err(|e| PageError(e, c.loc))?;
-    let user_id = match outcome {
+    let (user_id, facts) = match outcome {
         Outcome::Failure { reason, user_id } => {
             crate::metrics::signin("pwd", "failure", &client_id);
             let lock = limits::failed(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
@@ -342,13 +362,13 @@ async fn login_submit(
                 None => login_form(&state, &c, &identifier, Some("login.error.invalid")),
             });
         }
-        Outcome::Success { user_id } => {
+        Outcome::Success { user_id, facts } => {
             crate::metrics::signin("pwd", "success", &client_id);
             limits::succeeded(&state, &attempt).await.map_err(|e| PageError(e, c.loc))?;
-            user_id
+            (user_id, facts)
         }
     };
-    first_factor(&state, c, &user_id, ip.as_deref(), "signin.password", "pwd").await
+    first_factor(&state, c, &user_id, ip.as_deref(), "signin.password", "pwd", Some(facts)).await
 }
 
 /// After a person proved who they are in a transaction: starts the SSO
@@ -366,19 +386,37 @@ pub(super) async fn first_factor(
     ip: Option<&str>,
     event_kind: &'static str,
     amr: &str,
+    facts: Option<SignInFacts>,
 ) -> PageResult {
-    let held = crate::store::credentials::of_user(&state.db, &c.realm.name, user_id, None)
-        .await
-        .map_err(|e| PageError(e.into(), c.loc))?;
-    let has = |k: &str| held.iter().any(|h| h.kind == k);
+    // The identity level comes with the facts read with the account;
+    // otherwise `open_session` reads it.
+    let (facts, level) = match facts {
+        Some(f) => {
+            let level = crate::realname::level_or_default(f.proof_level.clone());
+            (f, Some(level))
+        }
+        None => {
+            let held = crate::store::credentials::of_user(&state.db, &c.realm.name, user_id, None)
+                .await
+                .map_err(|e| PageError(e.into(), c.loc))?;
+            let has = |k: &str| held.iter().any(|h| h.kind == k);
+            let f = SignInFacts {
+                totp: has("totp"),
+                passkey: has("passkey"),
+                any_credential: !held.is_empty(),
+                proof_level: None,
+            };
+            (f, None)
+        }
+    };
     let first = vec![amr.to_string()];
-    let more = has("totp")
-        || (matches!(amr, "sms" | "otp") && has("passkey"))
+    let more = facts.totp
+        || (matches!(amr, "sms" | "otp") && facts.passkey)
         || !flow::required_authn(&c.realm, &c.tx.request).met_by(&first);
-    if !more || held.is_empty() {
+    if !more || !facts.any_credential {
         // Without a second factor a portal that demands one gets the
         // step-up page after sign-in, which explains how to add one.
-        return signed_in_with(state, c, user_id, ip, event_kind, first).await;
+        return signed_in_with(state, c, user_id, ip, event_kind, first, level).await;
     }
     c.tx.pending = Some(flow::Pending {
         user_id: user_id.to_string(),
@@ -397,8 +435,9 @@ pub(super) async fn signed_in_with(
     ip: Option<&str>,
     event_kind: &'static str,
     amr: Vec<String>,
+    level: Option<String>,
 ) -> PageResult {
-    let (cookie, token_hash, sess) = open_session(state, &mut c, user_id, ip, event_kind, amr).await?;
+    let (cookie, token_hash, sess) = open_session(state, &mut c, user_id, ip, event_kind, amr, level).await?;
     let r = c.realm.clone();
     let next = flow::proceed(state, &r, c.tx.clone(), Some(&c.tx_id), Some((token_hash, sess)))
         .await
@@ -413,6 +452,8 @@ pub(super) fn with_session_cookie(state: &SharedState, r: &Realm, resp: Response
 
 /// Starts the SSO session of a sign-in within the transaction (marked as
 /// fresh in it); returns the cookie value, its digest and the session.
+/// `level` is the account's identity level when the caller read it with
+/// the account; otherwise it is read here.
 pub(super) async fn open_session(
     state: &SharedState,
     c: &mut TxCtx,
@@ -420,6 +461,7 @@ pub(super) async fn open_session(
     ip: Option<&str>,
     event_kind: &'static str,
     amr: Vec<String>,
+    level: Option<String>,
 ) -> Result<(String, String, SsoSession), PageError> {
     let r = c.realm.clone();
     let sid = session::new_id().map_err(|e| PageError(e, c.loc))?;
@@ -428,7 +470,10 @@ pub(super) async fn open_session(
         .client(&c.tx.request.client_id)
         .ip(ip)
         .detail(serde_json::json!({ "sid": sid, "amr": amr }));
-    let acr = crate::realname::level_of(state, &r.name, user_id).await.map_err(|e| PageError(e, c.loc))?;
+    let acr = match level {
+        Some(l) => l,
+        None => crate::realname::level_of(state, &r.name, user_id).await.map_err(|e| PageError(e, c.loc))?,
+    };
     let (cookie, mut rec) = session::prepare(&r, sid, user_id, amr, &acr).map_err(|e| PageError(e, c.loc))?;
     rec.ip = ip.map(str::to_string);
     rec.user_agent = c.user_agent.clone();

@@ -404,7 +404,7 @@ async fn recover_code_submit(
     {
         return Ok(recover_view(&state, &c, "code", err("register.error.taken", &[]), StatusCode::CONFLICT));
     }
-    signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.recovery", vec!["sms".into()]).await
+    signed_in_with(&state, c, &user_id, ip.as_deref(), "signin.recovery", vec!["sms".into()], None).await
 }
 
 // ---------------------------------------------------------------------------

@@ -353,7 +353,7 @@ async fn verify_submit(
             if passkey_instead {
                 return super::factors::signed_in_to_add_passkey(&state, c, &user_id, ip.as_deref(), kind, amr).await;
             }
-            return first_factor(&state, c, &user_id, ip.as_deref(), kind, amr).await;
+            return first_factor(&state, c, &user_id, ip.as_deref(), kind, amr, None).await;
         }
         Completed::SecondProof if flow == Flow::SmsLogin => "smslogin.error.second_proof",
         Completed::SecondProof => "recover.error.second_proof",

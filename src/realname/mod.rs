@@ -49,7 +49,13 @@ fn proof_aad(realm: &str, user_id: &str, what: &str) -> Vec<u8> {
 
 /// The level an account has proven in a realm (L2 if none).
 pub async fn level_of(state: &AppState, realm: &str, user_id: &str) -> Result<String> {
-    Ok(store::proof_of(&state.db, realm, user_id).await?.map(|p| p.level).unwrap_or_else(|| "L2".into()))
+    Ok(level_or_default(store::proof_of(&state.db, realm, user_id).await?.map(|p| p.level)))
+}
+
+/// An account's identity level from its proof's, if it has one: without
+/// one it is L2 (a proven phone or email address).
+pub fn level_or_default(proof_level: Option<String>) -> String {
+    proof_level.unwrap_or_else(|| "L2".into())
 }
 
 /// What a person proved, unsealed, for claims.

@@ -197,7 +197,8 @@ async fn browser_register_by_phone_portals_sso_and_passkey() {
     // Portal A sends the browser to the sign-in page, which links to registration.
     b.goto(&portals.url("/a/login")).await;
     let at = b.current_url().await;
-    assert!(at.starts_with(&format!("{issuer}/login?")), "portal A leads to the sign-in page: {at}");
+    // The authorization request is answered with the sign-in page itself.
+    assert!(at.starts_with(&format!("{issuer}/authorize?")), "portal A leads to the sign-in page: {at}");
     b.wait_for("#identifier").await;
     assert_eq!(b.viewport_width().await, i64::from(PHONE_VIEWPORT.0), "the page is laid out for the phone's width");
     b.screenshot("login").await;
@@ -291,7 +292,7 @@ async fn passkey_steps(b: &mut Browser, server: &TestServer, portals: &Portals, 
     // may already have signed in with the passkey by the time we look.
     let at = b.current_url().await;
     assert!(
-        at.starts_with(&format!("{issuer}/login?")) || at.starts_with(&portals.url("/a/cb?")),
+        at.starts_with(&format!("{issuer}/authorize?")) || at.starts_with(&portals.url("/a/cb?")),
         "signed out: portal A leads to the sign-in page: {at}"
     );
     // With autofill (conditional UI) the page asks the authenticator as

@@ -220,3 +220,84 @@ async fn each_flow_stays_within_its_share_of_the_stores() {
     assert_eq!(userinfo.writes, 0, "userinfo writes nothing of its own: {userinfo:?}");
     assert_eq!(cc.writes, 0, "client_credentials writes nothing of its own: {cc:?}");
 }
+
+/// A password sign-in reads the account with what decides its next step
+/// (second factors held, identity level) in one statement; on the
+/// configured backend, those facts are right for each kind of account.
+#[tokio::test]
+async fn the_sign_in_lookup_brings_factors_and_level_with_the_account() {
+    use civid::store::{credentials, realname, users};
+    let (url, _guard) = fresh_database().await;
+    let db = civid::store::connect(&url, 2).await.expect("connect");
+    civid::store::migrate(&db).await.expect("migrate");
+    let (realm, t) = ("facts", 1_700_000_000);
+    let credential = |user: &str, kind: &str, n: u32| credentials::CredentialRecord {
+        id: format!("{user}-{kind}-{n}"),
+        realm: realm.into(),
+        user_id: user.into(),
+        kind: kind.into(),
+        name: kind.into(),
+        lookup: None,
+        sealed: vec![1],
+        created_at: t,
+        last_used_at: None,
+    };
+    for (user, kinds, level) in [
+        ("plain", &[][..], None),
+        ("with-totp", &["totp"][..], Some("L3")),
+        ("with-passkeys", &["passkey", "passkey"][..], None),
+        ("with-both", &["passkey", "totp"][..], Some("L4")),
+    ] {
+        users::insert(&db, realm, user, Some("$argon2id$x".into()), None).await.expect("user");
+        users::insert_identifier(&db, realm, "username", &format!("idx-{user}"), user, vec![0], true)
+            .await
+            .expect("identifier");
+        for (n, k) in kinds.iter().enumerate() {
+            credentials::insert(&db, credential(user, k, n as u32)).await.expect("credential");
+        }
+        if let Some(l) = level {
+            realname::insert_proof(
+                &db,
+                realname::ProofRecord {
+                    realm: realm.into(),
+                    user_id: user.into(),
+                    id_index: format!("id-{user}"),
+                    id_sealed: vec![0],
+                    name_sealed: vec![0],
+                    level: l.into(),
+                    method: "registry".into(),
+                    evidence: "[]".into(),
+                    verified_at: t,
+                    consent_at: t,
+                },
+            )
+            .await
+            .expect("proof");
+        }
+    }
+    // Another realm's rows naming the same user id must not count.
+    credentials::insert(&db, credentials::CredentialRecord { realm: "other".into(), ..credential("plain", "totp", 9) })
+        .await
+        .expect("credential");
+
+    let facts = |totp, passkey, level: Option<&str>| users::SignInFacts {
+        totp,
+        passkey,
+        any_credential: totp || passkey,
+        proof_level: level.map(str::to_string),
+    };
+    for (user, want) in [
+        ("plain", facts(false, false, None)),
+        ("with-totp", facts(true, false, Some("L3"))),
+        ("with-passkeys", facts(false, true, None)),
+        ("with-both", facts(true, true, Some("L4"))),
+    ] {
+        let (u, got) = users::find_for_sign_in(&db, realm, "username", &format!("idx-{user}"))
+            .await
+            .expect("lookup")
+            .unwrap_or_else(|| panic!("{user} not found"));
+        assert_eq!((u.id.as_str(), got), (user, want));
+    }
+    assert!(users::find_for_sign_in(&db, realm, "username", "idx-nobody").await.expect("lookup").is_none());
+    assert!(users::find_for_sign_in(&db, realm, "phone", "idx-plain").await.expect("lookup").is_none());
+}

@@ -226,7 +226,7 @@ async fn acting_is_asked_at_sign_in_without_the_scope_and_single_sign_on_reuses_
     let a = browser();
     let (url, verifier) = authorize_url(&server, "portal-rn", "openid profile", None);
     let r = a.get(&url).send().await.expect("authorize");
-    let acting = login(&server, &a, &location(&r), "lisi").await;
+    let acting = login(&server, &a, &crate::steps::login_path(r).await, "lisi").await;
     let cb = choose(&server, &a, &acting, &set.index).await;
     let t = exchange(&server, "portal-rn", &cb, &verifier).await;
     acts_for_org(&server, &t).await;
@@ -255,7 +255,7 @@ async fn acting_is_asked_at_sign_in_without_the_scope_and_single_sign_on_reuses_
     let fresh = browser();
     let (url, verifier) = authorize_url(&server, "portal-b", "openid", None);
     let r = fresh.get(&url).send().await.expect("authorize");
-    let cb = login(&server, &fresh, &location(&r), "lisi").await;
+    let cb = login(&server, &fresh, &crate::steps::login_path(r).await, "lisi").await;
     assert!(!cb.contains("/acting"), "a fresh sign-in at a portal not allowed the scope is not asked: {cb}");
     acts_as_self(&server, &exchange(&server, "portal-b", &cb, &verifier).await).await;
     // Nor can its transaction be taken to the acting page.
@@ -292,7 +292,7 @@ async fn acting_is_asked_at_sign_in_without_the_scope_and_single_sign_on_reuses_
     let rb = browser();
     let (url, verifier) = authorize_url(&server, "portal-ent", "openid", None);
     let r = rb.get(&url).send().await.expect("authorize");
-    let acting = login(&server, &rb, &location(&r), "wangfang").await;
+    let acting = login(&server, &rb, &crate::steps::login_path(r).await, "wangfang").await;
     let cb = choose(&server, &rb, &acting, &set.index).await;
     let t = exchange(&server, "portal-ent", &cb, &verifier).await;
     assert_eq!(t.id["org_role"], "legal_representative");
@@ -309,7 +309,7 @@ async fn a_revoked_agent_loses_the_enterprise_at_the_next_issuance_and_is_asked_
     let a = browser();
     let (url, verifier) = authorize_url(&server, "portal-ent", "openid", None);
     let r = a.get(&url).send().await.expect("authorize");
-    let acting = login(&server, &a, &location(&r), "lisi").await;
+    let acting = login(&server, &a, &crate::steps::login_path(r).await, "lisi").await;
     let cb = choose(&server, &a, &acting, &set.index).await;
     let held = exchange(&server, "portal-ent", &cb, &verifier).await;
     acts_for_org(&server, &held).await;
@@ -350,7 +350,7 @@ async fn a_revoked_agent_loses_the_enterprise_at_the_next_issuance_and_is_asked_
     let b = browser();
     let (url, _) = authorize_url(&server, "portal-rn", "openid", None);
     let r = b.get(&url).send().await.expect("authorize");
-    let acting = login(&server, &b, &location(&r), "lisi").await;
+    let acting = login(&server, &b, &crate::steps::login_path(r).await, "lisi").await;
     assert!(acting.starts_with("/realms/test/acting?tx="), "{acting}");
     let (url, verifier) = authorize_url(&server, "portal-ent", "openid", Some("none"));
     let cb = location(&b.get(&url).send().await.expect("authorize"));

@@ -24,8 +24,13 @@ async fn start(browser: &reqwest::Client, rp: &Oidc) -> (String, String, Nonce, 
         .set_pkce_challenge(challenge)
         .url();
     let resp = browser.get(url.as_str()).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303);
-    (url.to_string(), location(&resp), nonce, verifier)
+    // Without a session the sign-in page itself (also at its /login path);
+    // with one, a redirect (to a step-up, or to the portal).
+    let next = match resp.status().as_u16() {
+        303 => location(&resp),
+        _ => crate::steps::login_path(resp).await,
+    };
+    (url.to_string(), next, nonce, verifier)
 }
 
 async fn amr_of(rp: &Oidc, callback: &str, nonce: &Nonce, verifier: openidconnect::PkceCodeVerifier) -> Vec<String> {

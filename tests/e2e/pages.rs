@@ -19,10 +19,10 @@ fn authorize_url(server: &TestServer, client: &str, redirect: &str, extra: &str)
 async fn sign_in_page_in_chinese_by_default_and_english_on_request() {
     let server = TestServer::start().await;
     let b = browser();
-    let resp =
+    // The authorization request answers with the sign-in page itself.
+    let page =
         b.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
-    let login = format!("{}{}", server.url, location(&resp));
-    let page = b.get(&login).send().await.expect("page");
+    assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["cache-control"], "no-store");
     let csp = page.headers()["content-security-policy"].to_str().unwrap_or_default().to_string();
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
@@ -34,15 +34,16 @@ async fn sign_in_page_in_chinese_by_default_and_english_on_request() {
         .send()
         .await
         .expect("authorize");
-    let html =
-        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("page").text().await.expect("html");
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("lang=\"en\"") && html.contains("Portal A"), "{html}");
+    // The same transaction's page at its own address keeps the language.
+    let again = format!("{}/realms/test/login?tx={}", server.url, hidden(&html, "tx"));
+    let html = b.get(&again).send().await.expect("page").text().await.expect("html");
     assert!(html.contains("lang=\"en\"") && html.contains("Portal A"), "{html}");
 
     // Accept-Language alone also chooses English.
-    let resp =
-        b.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
     let html = b
-        .get(format!("{}{}", server.url, location(&resp)))
+        .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
         .header("accept-language", "en-US,en;q=0.9")
         .send()
         .await
@@ -63,10 +64,14 @@ async fn login_form_needs_its_csrf_token_and_does_not_reveal_accounts() {
     let server = TestServer::start().await;
     server.user("test", "chenjing", "correct horse battery").await;
     let b = browser();
-    let resp =
-        b.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
-    let login = format!("{}{}", server.url, location(&resp));
-    let html = b.get(&login).send().await.expect("page").text().await.expect("html");
+    let html = b
+        .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
     let tx = hidden(&html, "tx");
     let post = |csrf: String, id: &str, pw: &str| {
         let form = [("csrf", csrf), ("tx", tx.clone()), ("identifier", id.to_string()), ("password", pw.to_string())];
@@ -160,10 +165,14 @@ async fn consent_is_remembered_and_prompts_force_what_they_name() {
     // Denying consent sends access_denied back to the portal with state and iss.
     let b2 = browser();
     server.user("test", "zhaolei", "correct horse battery").await;
-    let resp =
-        b2.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
-    let login = format!("{}{}", server.url, location(&resp));
-    let html = b2.get(&login).send().await.expect("page").text().await.expect("html");
+    let html = b2
+        .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),
@@ -193,10 +202,15 @@ async fn repeated_failures_lock_the_account_and_say_when_to_retry() {
     server.user("test", "lockme", "correct horse battery").await;
     for who in ["lockme", "no-such-person"] {
         let b = browser();
-        let resp =
-            b.get(authorize_url(&server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
-        let html =
-            b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("page").text().await.expect("html");
+        // Answered with the sign-in page.
+        let html = b
+            .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
+            .send()
+            .await
+            .expect("authorize")
+            .text()
+            .await
+            .expect("html");
         let form = |pw: &str| {
             [
                 ("csrf", hidden(&html, "csrf")),

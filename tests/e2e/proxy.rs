@@ -30,9 +30,8 @@ async fn failed_sign_in(server: &TestServer, headers: &[(&str, &str)]) {
         server.issuer("test")
     );
     let b = browser();
-    let resp = b.get(&auth).send().await.expect("authorize");
-    let html =
-        b.get(format!("{}{}", server.url, location(&resp))).send().await.expect("page").text().await.expect("html");
+    // Answered with the sign-in page.
+    let html = b.get(&auth).send().await.expect("authorize").text().await.expect("html");
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),

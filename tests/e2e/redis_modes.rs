@@ -234,7 +234,8 @@ async fn a_node_on_a_redis_cluster_signs_in_and_redeems_codes_once() {
         let resp = browser().get(&url).send().await.expect("authorize");
         let took = t.elapsed();
         assert!(took < Duration::from_secs(5), "a request waited {took:?} for a dead master");
-        assert!([303, 503].contains(&resp.status().as_u16()), "{}", resp.status());
+        // 200: the sign-in page (its transaction stored); 503: its key's master is gone.
+        assert!([200, 503].contains(&resp.status().as_u16()), "{}", resp.status());
         statuses.push((resp.status().as_u16(), took.as_millis()));
     }
     eprintln!("with one master down, authorize answered (status, ms) {statuses:?}");

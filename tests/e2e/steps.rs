@@ -24,25 +24,40 @@ pub async fn try_sign_in_across(
         r.send().await.map_err(|e| format!("{what}: {e}"))
     };
     let resp = send(browser.get(auth_url), "authorize").await?;
-    if resp.status() != 303 {
-        return Err(format!("authorize should redirect: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
+    // `/realms/{realm}`, of the authorization request (or of the account
+    // centre, which sends a signed-out browser to sign in).
+    let realm_path = url::Url::parse(auth_url)
+        .ok()
+        .map(|u| u.path().split('/').take(3).collect::<Vec<_>>().join("/"))
+        .filter(|p| p.starts_with("/realms/"))
+        .ok_or_else(|| format!("not a realm's address: {auth_url}"))?;
+    let html = match resp.status().as_u16() {
+        // Without a session: the sign-in page itself.
+        200 => resp.text().await.map_err(|e| format!("sign-in page: {e}"))?,
+        // With one that must sign in again (prompt=login, max_age): the
+        // sign-in page at its own address.
+        303 if location(&resp).starts_with('/') => {
+            let page = send(browser.get(format!("{}{}", next(), location(&resp))), "login page").await?;
+            if page.status() != 200 {
+                return Err(format!("login page: {} {}", page.status(), page.text().await.unwrap_or_default()));
+            }
+            page.text().await.map_err(|e| format!("login page: {e}"))?
+        }
+        303 => return Ok(location(&resp)), // already signed in
+        _ => {
+            let status = resp.status();
+            return Err(format!("authorize: {status} {}", resp.text().await.unwrap_or_default()));
+        }
+    };
+    if !html.contains("name=\"password\"") {
+        return Err(format!("authorize did not answer with the sign-in page: {html}"));
     }
-    let to = location(&resp);
-    if !to.starts_with('/') {
-        return Ok(to); // already signed in
-    }
-    let page = send(browser.get(format!("{}{to}", next())), "login page").await?;
-    if page.status() != 200 {
-        return Err(format!("login page: {} {}", page.status(), page.text().await.unwrap_or_default()));
-    }
-    let html = page.text().await.map_err(|e| format!("login page: {e}"))?;
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),
         ("identifier", identifier.to_string()),
         ("password", password.to_string()),
     ];
-    let realm_path = to.split("/login").next().unwrap_or_default().to_string();
     let resp = send(browser.post(format!("{}{realm_path}/login", next())).form(&form), "login").await?;
     if resp.status() != 303 {
         return Err(format!("login should succeed: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
@@ -84,6 +99,17 @@ pub async fn try_consent_across(
         return Err(format!("consent: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
     }
     Ok(location(&resp))
+}
+
+/// The authorization request of a browser without a session is answered
+/// with the sign-in page itself; the same page is served again at
+/// `{realm}/login?tx=…`. Returns that path.
+pub async fn login_path(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), 200, "authorize answers with the sign-in page");
+    let realm_path = resp.url().path().rsplit_once("/authorize").map(|(p, _)| p.to_string()).expect("authorize url");
+    let html = resp.text().await.expect("sign-in page");
+    assert!(html.contains("name=\"password\""), "the sign-in page: {html}");
+    format!("{realm_path}/login?tx={}", crate::harness::hidden(&html, "tx"))
 }
 
 pub fn base_of(url: &str) -> String {
