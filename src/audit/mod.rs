@@ -122,9 +122,51 @@ pub type Change = Box<
         + Send,
 >;
 
+/// What a request commits with its audit entry.
+enum Work {
+    /// Code run inside the writer's transaction.
+    Run(Change),
+    /// Statements (inserts and updates that read nothing back). Alone in
+    /// its batch on SQLite they go to the database in one command with the
+    /// audit entry's INSERT: one hand-off to the connection's thread
+    /// instead of one per statement.
+    Statements(Vec<sea_orm::Statement>),
+}
+
+impl Work {
+    async fn apply(self, txn: &sea_orm::DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait;
+        match self {
+            Work::Run(change) => change(txn).await,
+            Work::Statements(statements) => {
+                for s in statements {
+                    txn.execute_raw(s).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Statements joined into one (SQLite runs the statements of one command
+/// in order, binding the `?` parameters across them in turn).
+fn joined(statements: Vec<sea_orm::Statement>) -> Option<sea_orm::Statement> {
+    let first = statements.first()?;
+    let backend = first.db_backend;
+    let mut sql = Vec::with_capacity(statements.len());
+    let mut values = Vec::new();
+    for s in statements {
+        sql.push(s.sql);
+        if let Some(v) = s.values {
+            values.extend(v.0);
+        }
+    }
+    Some(sea_orm::Statement::from_sql_and_values(backend, sql.join(";\n"), values))
+}
+
 struct Job {
     row: EventRow,
-    change: Option<Change>,
+    change: Option<Work>,
     /// The request the change is made for: its statements count to it.
     cost: Option<std::sync::Arc<crate::metrics::Cost>>,
     ack: oneshot::Sender<bool>,
@@ -163,8 +205,15 @@ impl AuditWriter {
 /// one failing change fails only its request; a change alone in its batch
 /// needs none), then the audit entries of
 /// the requests whose change held, linked into the chain, then one commit.
-async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<(), sea_orm::DbErr> {
+async fn write_batch(db: &Db, chains: &mut Chains, mut batch: Vec<Job>) -> Result<(), sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
+    if batch.len() == 1
+        && db.get_database_backend() == sea_orm::DbBackend::Sqlite
+        && matches!(batch[0].change, Some(Work::Statements(_)))
+        && let Some(job) = batch.pop()
+    {
+        return write_alone_in_one_command(db, chains, job).await;
+    }
     let txn = crate::store::begin_write(db).await?;
     let mut rows = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
@@ -177,7 +226,7 @@ async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<()
             // busy), a change needs no savepoint: if it fails, rolling
             // back the whole transaction undoes nothing else. Two
             // statements fewer per sign-in.
-            Some(change) if alone => match crate::metrics::on_behalf(job.cost, change(&txn)).await {
+            Some(change) if alone => match crate::metrics::on_behalf(job.cost, change.apply(&txn)).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!("a change with its audit entry failed: {e}");
@@ -188,7 +237,7 @@ async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<()
             },
             Some(change) => {
                 let sp = txn.begin().await?;
-                match crate::metrics::on_behalf(job.cost, change(&sp)).await {
+                match crate::metrics::on_behalf(job.cost, change.apply(&sp)).await {
                     Ok(()) => sp.commit().await.is_ok(),
                     Err(e) => {
                         tracing::warn!("a change with its audit entry failed: {e}");
@@ -227,6 +276,40 @@ async fn write_batch(db: &Db, chains: &mut Chains, batch: Vec<Job>) -> Result<()
     result
 }
 
+/// A job alone in its batch, on SQLite, whose change is statements: the
+/// change and the audit entry in one command inside the transaction
+/// (BEGIN, the command, COMMIT: three hand-offs to the connection's thread
+/// instead of one per statement). If it fails, nothing of it is kept and the
+/// chain's head stays where it was.
+async fn write_alone_in_one_command(db: &Db, chains: &mut Chains, job: Job) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let Job { mut row, change, cost, ack } = job;
+    let mut statements = match change {
+        Some(Work::Statements(s)) => s,
+        _ => Vec::new(),
+    };
+    let saved = chains.heads.clone();
+    chains.link(&mut row);
+    statements.push(table::append_statement(db.get_database_backend(), vec![row]));
+    let txn = crate::store::begin_write(db).await?;
+    let result = crate::metrics::on_behalf(cost, async move {
+        if let Some(one) = joined(statements)
+            && let Err(e) = txn.execute_raw(one).await
+        {
+            let _ = txn.rollback().await;
+            return Err(e);
+        }
+        txn.commit().await
+    })
+    .await;
+    if let Err(e) = &result {
+        tracing::warn!("a change with its audit entry failed: {e}");
+        chains.heads = saved;
+    }
+    let _ = ack.send(result.is_ok());
+    Ok(())
+}
+
 /// Appends an event and waits until it is committed. A failure to write is
 /// logged loudly; the request it describes has already been decided.
 pub async fn record(state: &AppState, e: Event<'_>) {
@@ -243,12 +326,20 @@ pub async fn record(state: &AppState, e: Event<'_>) {
 /// other requests of the batch: the audit costs the request no commit of its
 /// own. Returns whether both were committed.
 pub async fn commit_with(state: &AppState, e: Event<'_>, change: Change) -> bool {
+    commit_work(state, e, Work::Run(change)).await
+}
+
+/// As [`commit_with`], the change being statements that read nothing back
+/// (built with the store's `*_statement` functions for the database's
+/// backend): on SQLite, alone in its batch, they and the audit entry reach
+/// the database in one command.
+pub async fn commit_statements_with(state: &AppState, e: Event<'_>, statements: Vec<sea_orm::Statement>) -> bool {
+    commit_work(state, e, Work::Statements(statements)).await
+}
+
+async fn commit_work(state: &AppState, e: Event<'_>, work: Work) -> bool {
     let (ack, done) = oneshot::channel();
-    match state
-        .audit
-        .tx
-        .send(Job { row: e.row(), change: Some(change), cost: crate::metrics::current_cost(), ack })
-        .await
+    match state.audit.tx.send(Job { row: e.row(), change: Some(work), cost: crate::metrics::current_cost(), ack }).await
     {
         Ok(()) => done.await.unwrap_or(false),
         Err(_) => false,
@@ -283,8 +374,26 @@ mod tests {
     }
 
     fn job(kind: &'static str, change: Option<Change>) -> (Job, oneshot::Receiver<bool>) {
+        work_job(kind, change.map(Work::Run))
+    }
+
+    fn work_job(kind: &'static str, change: Option<Work>) -> (Job, oneshot::Receiver<bool>) {
         let (ack, done) = oneshot::channel();
         (Job { row: Event::new("r", kind, "success").row(), change, cost: None, ack }, done)
+    }
+
+    fn statements(good: &[&str], bad: bool) -> Option<Work> {
+        let backend = sea_orm::DbBackend::Sqlite;
+        let mut s: Vec<_> =
+            good.iter().map(|id| crate::store::users::touch_login_statement(backend, "r", id)).collect();
+        if bad {
+            s.push(sea_orm::Statement::from_string(backend, "INSERT INTO no_such_table VALUES (1)"));
+        }
+        Some(Work::Statements(s))
+    }
+
+    async fn last_login(db: &Db, id: &str) -> Option<i64> {
+        crate::store::users::get(db, "r", id).await.expect("get").and_then(|u| u.last_login_at)
     }
 
     fn insert_user(id: &'static str) -> Change {
@@ -328,5 +437,31 @@ mod tests {
         assert_eq!(kinds(&db).await, ["alone.good", "batch.good", "batch.plain"]);
         // No gap in the chain: the refused change took no place in it.
         assert_eq!(chains.heads.get("r").map(|h| h.0), Some(3));
+
+        // Statements alone in their batch (one command with the entry on
+        // SQLite): all or nothing.
+        let (j, done) = work_job("statements.bad", statements(&["u1"], true));
+        write_batch(&db, &mut chains, vec![j]).await.expect("batch");
+        assert!(!done.await.expect("ack"));
+        assert_eq!(last_login(&db, "u1").await, None, "the good statement before the bad one is undone");
+        assert_eq!(chains.heads.get("r").map(|h| h.0), Some(3));
+        let (j, done) = work_job("statements.good", statements(&["u1", "u2"], false));
+        write_batch(&db, &mut chains, vec![j]).await.expect("batch");
+        assert!(done.await.expect("ack"));
+        assert!(last_login(&db, "u1").await.is_some() && last_login(&db, "u2").await.is_some());
+        // In a batch with others, statement by statement in a savepoint.
+        let (a, ack_a) = work_job("batch2.bad", statements(&[], true));
+        let (b, ack_b) = job("batch2.plain", None);
+        write_batch(&db, &mut chains, vec![a, b]).await.expect("batch");
+        assert!(!ack_a.await.expect("ack") && ack_b.await.expect("ack"));
+        assert_eq!(
+            kinds(&db).await,
+            ["alone.good", "batch.good", "batch.plain", "batch2.plain", "statements.good"],
+            "entries of refused changes are not written"
+        );
+        assert_eq!(chains.heads.get("r").map(|h| h.0), Some(5));
+        // The chain verifies: every entry links to the one before.
+        let entries = table::list(&db, "r", None, 100).await.expect("list");
+        assert!(entries.iter().all(|e| e.chain_id == chains.id), "one chain");
     }
 }

@@ -480,14 +480,12 @@ pub(super) async fn open_session(
     // The session row, the last-sign-in time and the audit entry commit
     // together, in the audit writer's shared transaction: the audit costs
     // the sign-in no commit of its own.
-    let (row, realm_name, uid) = (rec.clone(), r.name.clone(), user_id.to_string());
-    let change: audit::Change = Box::new(move |txn| {
-        Box::pin(async move {
-            crate::store::sessions::insert(txn, row).await?;
-            crate::store::users::touch_login(txn, &realm_name, &uid).await
-        })
-    });
-    if !audit::commit_with(state, event, change).await {
+    let backend = state.db.get_database_backend();
+    let change = vec![
+        crate::store::sessions::insert_statement(backend, rec.clone()),
+        crate::store::users::touch_login_statement(backend, &r.name, user_id),
+    ];
+    if !audit::commit_statements_with(state, event, change).await {
         return Err(PageError(
             crate::error::Error::Db(sea_orm::DbErr::Custom("the sign-in could not be stored".into())),
             c.loc,

@@ -29,7 +29,17 @@ pub async fn append_many<C: ConnectionTrait>(db: &C, rows: Vec<EventRow>) -> Res
     if rows.is_empty() {
         return Ok(());
     }
-    let models = rows.into_iter().map(|e| audit_event::ActiveModel {
+    audit_event::Entity::insert_many(models(rows)).exec_without_returning(db).await.map(|_| ())
+}
+
+/// The statement [`append_many`] executes, for running with others.
+pub fn append_statement(backend: sea_orm::DbBackend, rows: Vec<EventRow>) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    audit_event::Entity::insert_many(models(rows)).build(backend)
+}
+
+fn models(rows: Vec<EventRow>) -> impl Iterator<Item = audit_event::ActiveModel> {
+    rows.into_iter().map(|e| audit_event::ActiveModel {
         realm: Set(e.realm),
         chain_id: Set(e.chain_id),
         seq: Set(e.seq),
@@ -43,8 +53,7 @@ pub async fn append_many<C: ConnectionTrait>(db: &C, rows: Vec<EventRow>) -> Res
         ip: Set(e.ip),
         detail: Set(e.detail),
         ..Default::default()
-    });
-    audit_event::Entity::insert_many(models).exec_without_returning(db).await.map(|_| ())
+    })
 }
 
 pub struct Query<'a> {

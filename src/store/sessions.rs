@@ -7,6 +7,17 @@ use super::entities::sso_session;
 pub use sso_session::Model as SessionRecord;
 
 pub async fn insert<C: ConnectionTrait>(db: &C, s: SessionRecord) -> Result<(), DbErr> {
+    active(s).insert(db).await.map(|_| ())
+}
+
+/// The statement of [`insert`] (without reading the row back), for running
+/// with others.
+pub fn insert_statement(backend: sea_orm::DbBackend, s: SessionRecord) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    sso_session::Entity::insert(active(s)).build(backend)
+}
+
+fn active(s: SessionRecord) -> sso_session::ActiveModel {
     sso_session::ActiveModel {
         id: Set(s.id),
         realm: Set(s.realm),
@@ -25,9 +36,6 @@ pub async fn insert<C: ConnectionTrait>(db: &C, s: SessionRecord) -> Result<(), 
         user_agent: Set(s.user_agent),
         acting: Set(s.acting),
     }
-    .insert(db)
-    .await
-    .map(|_| ())
 }
 
 pub async fn by_token_hash<C: ConnectionTrait>(

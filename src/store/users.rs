@@ -189,13 +189,17 @@ pub async fn identifiers_of<C: ConnectionTrait>(
 }
 
 pub async fn touch_login<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<(), DbErr> {
+    db.execute_raw(touch_login_statement(db.get_database_backend(), realm, id)).await.map(|_| ())
+}
+
+/// The statement of [`touch_login`], for running with others.
+pub fn touch_login_statement(backend: sea_orm::DbBackend, realm: &str, id: &str) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
     user::Entity::update_many()
         .col_expr(user::Column::LastLoginAt, Expr::value(now()))
         .filter(user::Column::Realm.eq(realm))
         .filter(user::Column::Id.eq(id))
-        .exec(db)
-        .await
-        .map(|_| ())
+        .build(backend)
 }
 
 pub async fn set_status<C: ConnectionTrait>(db: &C, realm: &str, id: &str, status: &str) -> Result<bool, DbErr> {
