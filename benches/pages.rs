@@ -968,6 +968,17 @@ fn render_contexts() -> Vec<(&'static str, &'static str, minijinja::Value)> {
             passkey_options => format!("{b}/account/passkeys/options"), passkey_finish => format!("{b}/account/passkeys"),
             totp_url => format!("{b}/account/totp"),
         },
+        // As `http::realname::enterprises_context` builds it for an L2
+        // account that represents no enterprise.
+        enterprises => context! {
+            items => Vec::<minijinja::Value>::new(), csrf => csrf, verified => false,
+            claim_action => format!("{b}/account/enterprises/claim"),
+        },
+        level => "L2",
+        verify_url => format!("{b}/verify"),
+        guardian_url => None::<String>,
+        continue_url => None::<String>,
+        continue_client => None::<String>,
         realm_name => "城市统一身份认证平台",
         switch_url => format!("{b}/account?ui_locales=en"),
         name => "市民64", phone => "+86 139****9999", email => "be***@example.cn", username => "benchtotp",
