@@ -74,8 +74,12 @@ pub async fn find_by_identifier<C: ConnectionTrait>(
     kind: &str,
     blind_index: &str,
 ) -> Result<Option<UserRecord>, DbErr> {
-    // One statement (a sign-in's first read): the identifier's row by its
-    // primary key, inside the user lookup.
+    by_identifier(realm, kind, blind_index).one(db).await
+}
+
+/// The account holding an identifier, as one statement: the identifier's
+/// row by its primary key, inside the user lookup.
+fn by_identifier(realm: &str, kind: &str, blind_index: &str) -> sea_orm::Select<user::Entity> {
     let ident = sea_orm::sea_query::Query::select()
         .column(user_identifier::Column::UserId)
         .from(user_identifier::Entity)
@@ -83,7 +87,7 @@ pub async fn find_by_identifier<C: ConnectionTrait>(
         .and_where(user_identifier::Column::Kind.eq(kind))
         .and_where(user_identifier::Column::BlindIndex.eq(blind_index))
         .to_owned();
-    user::Entity::find().filter(user::Column::Realm.eq(realm)).filter(user::Column::Id.in_subquery(ident)).one(db).await
+    user::Entity::find().filter(user::Column::Realm.eq(realm)).filter(user::Column::Id.in_subquery(ident))
 }
 
 /// What a sign-in needs to know of an account besides its row: which
@@ -131,13 +135,6 @@ pub async fn find_for_sign_in<C: ConnectionTrait>(
     use sea_orm::{QuerySelect, sea_query};
 
     use super::entities::{credential, identity_proof};
-    let ident = Query::select()
-        .column(user_identifier::Column::UserId)
-        .from(user_identifier::Entity)
-        .and_where(user_identifier::Column::Realm.eq(realm))
-        .and_where(user_identifier::Column::Kind.eq(kind))
-        .and_where(user_identifier::Column::BlindIndex.eq(blind_index))
-        .to_owned();
     fn of_this_user<E: sea_query::Iden + Copy + 'static, C: sea_query::Iden + 'static>(
         q: &mut SelectStatement,
         table: E,
@@ -159,9 +156,7 @@ pub async fn find_for_sign_in<C: ConnectionTrait>(
     let mut level = Query::select();
     level.column((identity_proof::Entity, identity_proof::Column::Level)).from(identity_proof::Entity);
     of_this_user(&mut level, identity_proof::Entity, identity_proof::Column::Realm, identity_proof::Column::UserId);
-    let found = user::Entity::find()
-        .filter(user::Column::Realm.eq(realm))
-        .filter(user::Column::Id.in_subquery(ident))
+    let found = by_identifier(realm, kind, blind_index)
         .expr_as(credentials(Some("totp")), "totp_count")
         .expr_as(credentials(Some("passkey")), "passkey_count")
         .expr_as(credentials(None), "credential_count")

@@ -15,6 +15,15 @@ fn authorize_url(server: &TestServer, client: &str, redirect: &str, extra: &str)
     )
 }
 
+/// Portal A's authorization request from a browser without a session,
+/// answered with the sign-in page itself.
+async fn sign_in_page(b: &reqwest::Client, server: &TestServer) -> String {
+    let resp =
+        b.get(authorize_url(server, "portal-a", "https://a.example.test/cb", "")).send().await.expect("authorize");
+    assert_eq!(resp.status(), 200, "the sign-in page");
+    resp.text().await.expect("html")
+}
+
 #[tokio::test]
 async fn sign_in_page_in_chinese_by_default_and_english_on_request() {
     let server = TestServer::start().await;
@@ -64,14 +73,7 @@ async fn login_form_needs_its_csrf_token_and_does_not_reveal_accounts() {
     let server = TestServer::start().await;
     server.user("test", "chenjing", "correct horse battery").await;
     let b = browser();
-    let html = b
-        .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
+    let html = sign_in_page(&b, &server).await;
     let tx = hidden(&html, "tx");
     let post = |csrf: String, id: &str, pw: &str| {
         let form = [("csrf", csrf), ("tx", tx.clone()), ("identifier", id.to_string()), ("password", pw.to_string())];
@@ -165,14 +167,7 @@ async fn consent_is_remembered_and_prompts_force_what_they_name() {
     // Denying consent sends access_denied back to the portal with state and iss.
     let b2 = browser();
     server.user("test", "zhaolei", "correct horse battery").await;
-    let html = b2
-        .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
+    let html = sign_in_page(&b2, &server).await;
     let form = [
         ("csrf", hidden(&html, "csrf")),
         ("tx", hidden(&html, "tx")),
@@ -202,15 +197,7 @@ async fn repeated_failures_lock_the_account_and_say_when_to_retry() {
     server.user("test", "lockme", "correct horse battery").await;
     for who in ["lockme", "no-such-person"] {
         let b = browser();
-        // Answered with the sign-in page.
-        let html = b
-            .get(authorize_url(&server, "portal-a", "https://a.example.test/cb", ""))
-            .send()
-            .await
-            .expect("authorize")
-            .text()
-            .await
-            .expect("html");
+        let html = sign_in_page(&b, &server).await;
         let form = |pw: &str| {
             [
                 ("csrf", hidden(&html, "csrf")),
