@@ -244,18 +244,24 @@ async fn main() {
                     let (_, rec) =
                         civid::authn::session::prepare(&realm, sid.clone(), "seed-1", vec!["pwd".into()], "L2")
                             .expect("session");
-                    let change: civid::audit::Change = Box::new(move |txn| {
-                        Box::pin(async move {
-                            civid::store::sessions::insert(txn, rec).await?;
-                            civid::store::users::touch_login(txn, "bench", "seed-1").await
-                        })
-                    });
                     if with_audit {
+                        // As `http/login.rs` (`open_session`) hands them over.
+                        let backend = s.db.get_database_backend();
+                        let change = vec![
+                            civid::store::sessions::insert_statement(backend, rec),
+                            civid::store::users::touch_login_statement(backend, "bench", "seed-1"),
+                        ];
                         let event = civid::audit::Event::new("bench", "signin.password", "success")
                             .actor("seed-1")
                             .detail(serde_json::json!({ "sid": sid }));
-                        assert!(civid::audit::commit_with(&s, event, change).await);
+                        assert!(civid::audit::commit_statements_with(&s, event, change).await);
                     } else {
+                        let change: civid::audit::Change = Box::new(move |txn| {
+                            Box::pin(async move {
+                                civid::store::sessions::insert(txn, rec).await?;
+                                civid::store::users::touch_login(txn, "bench", "seed-1").await
+                            })
+                        });
                         use sea_orm::TransactionTrait;
                         let txn = s.db.begin().await.expect("begin");
                         change(&txn).await.expect("writes");

@@ -247,6 +247,23 @@ async fn tokens(resp: reqwest::Response, c: &Cluster, rp: &Rp, nonce: Option<&st
     }
 }
 
+/// A browser signs in at portal A across the nodes (each step to the next
+/// one) and portal A redeems the code; returns the callback, the request
+/// and the verified tokens.
+async fn signed_in_at_a(c: &Cluster, b: &reqwest::Client, user: &str) -> (String, Auth, Tokens) {
+    let auth = authorize_at(&c.next(), &PORTAL_A, "");
+    let cb = try_sign_in_across(b, &auth.url, user, PASSWORD, || c.next()).await.expect("sign-in");
+    let code = query_param(&cb, "code").expect("code");
+    let a = tokens(
+        token(&c.at("token_endpoint"), &PORTAL_A, &code_form(&PORTAL_A, &code, &auth)).await,
+        c,
+        &PORTAL_A,
+        Some(&auth.nonce),
+    )
+    .await;
+    (cb, auth, a)
+}
+
 /// As a relying party verifies an ID token (signature by a key of the
 /// JWKS at `jwks_url`, issuer, audience, expiry, nonce); returns its claims.
 async fn verify_id_token(jwks_url: &str, issuer: &str, rp: &Rp, id_token: &str, nonce: Option<&str>) -> Value {
@@ -340,19 +357,10 @@ async fn three_nodes_round_robin() {
     // Portal A: the authorization request, the sign-in page, the password
     // and the consent each go to the next node; the code to yet another.
     let b = browser();
-    let auth = authorize_at(&c.next(), &PORTAL_A, "");
-    let cb = try_sign_in_across(&b, &auth.url, "scale1", PASSWORD, || c.next()).await.expect("sign-in");
+    let (cb, auth, a) = signed_in_at_a(&c, &b, "scale1").await;
     assert!(cb.starts_with(&format!("{A_CB}?")), "{cb}");
     assert_eq!(query_param(&cb, "state"), Some(auth.state.clone()));
     assert_eq!(query_param(&cb, "iss"), Some(c.issuer()), "RFC 9207 iss: the one issuer");
-    let code = query_param(&cb, "code").expect("code");
-    let a = tokens(
-        token(&c.at("token_endpoint"), &PORTAL_A, &code_form(&PORTAL_A, &code, &auth)).await,
-        &c,
-        &PORTAL_A,
-        Some(&auth.nonce),
-    )
-    .await;
     let sid = a.claims["sid"].as_str().expect("sid").to_string();
 
     // Portal B by SSO on another node: no page, the same session.
@@ -594,16 +602,7 @@ async fn redis_restart() {
     add_user(&env, "scale3");
     let c = Cluster::start(&env).await;
     let b = browser();
-    let auth = authorize_at(&c.next(), &PORTAL_A, "");
-    let cb = try_sign_in_across(&b, &auth.url, "scale3", PASSWORD, || c.next()).await.expect("sign-in");
-    let code = query_param(&cb, "code").expect("code");
-    let a = tokens(
-        token(&c.at("token_endpoint"), &PORTAL_A, &code_form(&PORTAL_A, &code, &auth)).await,
-        &c,
-        &PORTAL_A,
-        Some(&auth.nonce),
-    )
-    .await;
+    let (_, _, a) = signed_in_at_a(&c, &b, "scale3").await;
     let sid = a.claims["sid"].as_str().expect("sid").to_string();
 
     // Redis goes away: the nodes say they are not ready, and a sign-in
@@ -801,16 +800,7 @@ async fn postgres_unreachable() {
     // Before: signed in to portal A with tokens; a code for portal B (by
     // SSO) not yet redeemed; a second browser on the sign-in page.
     let b = browser();
-    let auth = authorize_at(&c.next(), &PORTAL_A, "");
-    let cb = try_sign_in_across(&b, &auth.url, "scale4", PASSWORD, || c.next()).await.expect("sign-in");
-    let code = query_param(&cb, "code").expect("code");
-    let a = tokens(
-        token(&c.at("token_endpoint"), &PORTAL_A, &code_form(&PORTAL_A, &code, &auth)).await,
-        &c,
-        &PORTAL_A,
-        Some(&auth.nonce),
-    )
-    .await;
+    let (_, _, a) = signed_in_at_a(&c, &b, "scale4").await;
     let rt = a.refresh.clone().expect("refresh token");
     let auth_b = authorize_at(&c.next(), &PORTAL_B, "");
     let code_b = query_param(&silent(&b, &auth_b, &PORTAL_B).await, "code").expect("code for B");
