@@ -347,9 +347,16 @@ enum ClientCmd {
     },
 }
 
+/// mimalloc: the request path allocates and frees many small objects on
+/// the async and SQLite threads; glibc's malloc took ~20% of their CPU
+/// during the sign-in load (docs/PERFORMANCE.md). It also returns large
+/// freed blocks to the system by itself (glibc kept 19 MiB Argon2 buffers
+/// resident in per-thread heaps unless its mmap threshold was pinned).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    fix_malloc_threshold();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -365,19 +372,6 @@ async fn main() -> ExitCode {
             eprintln!("civid: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// glibc raises its mmap threshold after the first large free, so the 19 MiB
-/// Argon2id buffers then come from per-thread heaps and stay resident
-/// (hundreds of MiB after a burst of sign-ins, see docs/PERFORMANCE.md).
-/// Pinning the threshold keeps large buffers in mmap, returned on free.
-fn fix_malloc_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters and is thread-safe
-    // in glibc; it is called once, at start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

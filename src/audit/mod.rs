@@ -277,12 +277,12 @@ async fn write_batch(db: &Db, chains: &mut Chains, mut batch: Vec<Job>) -> Resul
 }
 
 /// A job alone in its batch, on SQLite, whose change is statements: the
-/// change and the audit entry in one command inside the transaction
-/// (BEGIN, the command, COMMIT: three hand-offs to the connection's thread
-/// instead of one per statement). If it fails, nothing of it is kept and the
-/// chain's head stays where it was.
+/// change and the audit entry, inside their transaction, reach the database
+/// in one command (`store::sqlite_write_in_one_command`: one hand-off to the
+/// connection's thread instead of one per statement and two for BEGIN and
+/// COMMIT). If it fails, nothing of it is kept and the chain's head stays
+/// where it was.
 async fn write_alone_in_one_command(db: &Db, chains: &mut Chains, job: Job) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::ConnectionTrait;
     let Job { mut row, change, cost, ack } = job;
     let mut statements = match change {
         Some(Work::Statements(s)) => s,
@@ -291,17 +291,10 @@ async fn write_alone_in_one_command(db: &Db, chains: &mut Chains, job: Job) -> R
     let saved = chains.heads.clone();
     chains.link(&mut row);
     statements.push(table::append_statement(db.get_database_backend(), vec![row]));
-    let txn = crate::store::begin_write(db).await?;
-    let result = crate::metrics::on_behalf(cost, async move {
-        if let Some(one) = joined(statements)
-            && let Err(e) = txn.execute_raw(one).await
-        {
-            let _ = txn.rollback().await;
-            return Err(e);
-        }
-        txn.commit().await
-    })
-    .await;
+    let result = match joined(statements) {
+        Some(one) => crate::metrics::on_behalf(cost, crate::store::sqlite_write_in_one_command(db, one)).await,
+        None => Ok(()),
+    };
     if let Err(e) = &result {
         tracing::warn!("a change with its audit entry failed: {e}");
         chains.heads = saved;

@@ -73,6 +73,43 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     .await
 }
 
+/// On SQLite: runs `statement` (one or more statements, joined) as a
+/// write transaction sent to the connection's thread in one command:
+/// `BEGIN IMMEDIATE`, the statements, `COMMIT`. A sea-orm transaction would
+/// take three hand-offs to that thread (begin, the command, commit), each
+/// a wake-up of two threads (docs/PERFORMANCE.md, "Password sign-in").
+/// If any part fails, nothing of it is kept: the transaction is rolled back
+/// on the same connection, and a connection that could not confirm it has
+/// no transaction open is closed rather than returned to the pool. Counted
+/// as one statement, of the kind of `statement`'s first.
+pub async fn sqlite_write_in_one_command(db: &DatabaseConnection, statement: sea_orm::Statement) -> Result<(), DbErr> {
+    use sea_orm::sqlx;
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Err(DbErr::Custom("a one-command write transaction is for SQLite only".into()));
+    }
+    let sqlx_err = |e: sqlx::Error| DbErr::Custom(format!("SQLite: {e}"));
+    let mut conn = db.get_sqlite_connection_pool().acquire().await.map_err(sqlx_err)?;
+    crate::metrics::db_statement(&statement.sql);
+    let sql = format!("BEGIN IMMEDIATE;\n{};\nCOMMIT", statement.sql);
+    let values = sea_query_sqlx::SqlxValues(statement.values.unwrap_or(sea_orm::Values(Vec::new())));
+    let ran = sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), values).execute(&mut *conn).await;
+    match ran {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Where the failure left the transaction open, this ends it;
+            // where SQLite already rolled back or BEGIN itself failed, it
+            // answers "no transaction is active", and the connection is
+            // closed all the same: it is the rare path, and being sure no
+            // connection goes back to the pool inside a transaction is
+            // worth a reconnect.
+            if sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK")).execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            Err(sqlx_err(e))
+        }
+    }
+}
+
 /// Held while a process prepares a database it shares with others:
 /// migrations, the data key, realm files and first signing keys. Nodes of
 /// one deployment start together (a Deployment's replicas, a migration Job
@@ -146,4 +183,54 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// Seconds since the Unix epoch: every stored time uses it.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement, Value};
+
+    /// One connection, so a transaction left open by a failed command would
+    /// be met by the next one.
+    async fn one_connection() -> (tempfile::TempDir, super::Db) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = super::connect(&url, 1).await.expect("connect");
+        db.execute_unprepared("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)").await.expect("create");
+        (dir, db)
+    }
+
+    fn inserts(rows: &[(&str, i64)]) -> Statement {
+        let sql = vec!["INSERT INTO t (k, v) VALUES (?, ?)"; rows.len()].join(";\n");
+        let values: Vec<Value> = rows.iter().flat_map(|(k, v)| [Value::from(*k), Value::from(*v)]).collect();
+        Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, values)
+    }
+
+    async fn keys(db: &super::Db) -> Vec<String> {
+        let rows = db
+            .query_all_raw(Statement::from_string(sea_orm::DbBackend::Sqlite, "SELECT k FROM t ORDER BY k"))
+            .await
+            .expect("select");
+        rows.iter().map(|r| r.try_get::<String>("", "k").expect("k")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_one_command_write_is_all_or_nothing_and_leaves_no_transaction_open() {
+        let (_dir, db) = one_connection().await;
+        super::sqlite_write_in_one_command(&db, inserts(&[("a", 1), ("b", 2)])).await.expect("good write");
+        assert_eq!(keys(&db).await, ["a", "b"]);
+        // The second statement fails (the key exists): the first is undone.
+        let bad = super::sqlite_write_in_one_command(&db, inserts(&[("c", 3), ("a", 4)])).await;
+        assert!(bad.is_err());
+        assert_eq!(keys(&db).await, ["a", "b"], "nothing of the failed command is kept");
+        // The one connection is usable for writes at once (a transaction
+        // left open would make this BEGIN fail).
+        super::sqlite_write_in_one_command(&db, inserts(&[("c", 3)])).await.expect("write after a failure");
+        db.execute_unprepared("INSERT INTO t (k, v) VALUES ('d', 4)").await.expect("plain write");
+        assert_eq!(keys(&db).await, ["a", "b", "c", "d"]);
+        // SQL that cannot be prepared (after BEGIN ran): nothing left open.
+        let broken = Statement::from_string(sea_orm::DbBackend::Sqlite, "INSERT INTO nowhere VALUES (1)");
+        assert!(super::sqlite_write_in_one_command(&db, broken).await.is_err());
+        super::sqlite_write_in_one_command(&db, inserts(&[("e", 5)])).await.expect("write after bad SQL");
+        assert_eq!(keys(&db).await, ["a", "b", "c", "d", "e"]);
+    }
 }
