@@ -16,14 +16,20 @@ pub async fn active<C: ConnectionTrait>(
     user_id: &str,
     client_id: &str,
 ) -> Result<Option<GrantRecord>, DbErr> {
-    grant::Entity::find()
-        .filter(grant::Column::Realm.eq(realm))
-        .filter(grant::Column::UserId.eq(user_id))
-        .filter(grant::Column::ClientId.eq(client_id))
-        .filter(grant::Column::RevokedAt.is_null())
-        .order_by_desc(grant::Column::CreatedAt)
-        .one(db)
-        .await
+    // Read at every sign-in: rendered once (`store::built`).
+    static ACTIVE: super::built::Built<3> = super::built::Built::new(|backend, [realm, user_id, client_id]| {
+        use sea_orm::{QuerySelect, QueryTrait};
+        grant::Entity::find()
+            .filter(grant::Column::Realm.eq(realm))
+            .filter(grant::Column::UserId.eq(user_id))
+            .filter(grant::Column::ClientId.eq(client_id))
+            .filter(grant::Column::RevokedAt.is_null())
+            .order_by_desc(grant::Column::CreatedAt)
+            .limit(1)
+            .build(backend)
+    });
+    let stmt = ACTIVE.bind(db.get_database_backend(), [realm, user_id, client_id]);
+    grant::Entity::find().from_raw_sql(stmt).one(db).await
 }
 
 pub async fn active_by_subject<C: ConnectionTrait>(

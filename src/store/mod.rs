@@ -7,6 +7,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 pub mod admins;
 pub mod audit;
+pub mod built;
 pub mod credentials;
 pub mod enterprises;
 pub mod entities;

@@ -131,8 +131,17 @@ pub async fn find_for_sign_in<C: ConnectionTrait>(
     kind: &str,
     blind_index: &str,
 ) -> Result<Option<(UserRecord, SignInFacts)>, DbErr> {
+    use sea_orm::FromQueryResult;
+    static LOOKUP: super::built::Built<3> = super::built::Built::new(sign_in_lookup);
+    let stmt = LOOKUP.bind(db.get_database_backend(), [realm, kind, blind_index]);
+    let found = UserWithFacts::find_by_statement(stmt).one(db).await?;
+    Ok(found.map(|UserWithFacts(u, f)| (u, f)))
+}
+
+/// The statement of [`find_for_sign_in`] (rendered once, see `store::built`).
+fn sign_in_lookup(backend: sea_orm::DbBackend, [realm, kind, blind_index]: [&str; 3]) -> sea_orm::Statement {
     use sea_orm::sea_query::{ExprTrait, Query, SelectStatement};
-    use sea_orm::{QuerySelect, sea_query};
+    use sea_orm::{QuerySelect, QueryTrait, sea_query};
 
     use super::entities::{credential, identity_proof};
     fn of_this_user<E: sea_query::Iden + Copy + 'static, C: sea_query::Iden + 'static>(
@@ -156,15 +165,13 @@ pub async fn find_for_sign_in<C: ConnectionTrait>(
     let mut level = Query::select();
     level.column((identity_proof::Entity, identity_proof::Column::Level)).from(identity_proof::Entity);
     of_this_user(&mut level, identity_proof::Entity, identity_proof::Column::Realm, identity_proof::Column::UserId);
-    let found = by_identifier(realm, kind, blind_index)
+    by_identifier(realm, kind, blind_index)
         .expr_as(credentials(Some("totp")), "totp_count")
         .expr_as(credentials(Some("passkey")), "passkey_count")
         .expr_as(credentials(None), "credential_count")
         .expr_as(sea_query::Expr::SubQuery(None, Box::new(level.into())), "proof_level")
-        .into_model::<UserWithFacts>()
-        .one(db)
-        .await?;
-    Ok(found.map(|UserWithFacts(u, f)| (u, f)))
+        .limit(1)
+        .build(backend)
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<UserRecord>, DbErr> {
