@@ -108,6 +108,15 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
     let prepared = prepare_database(&settings, &opts, &db).await;
     lock.release().await;
     let (secrets, source) = prepared?;
+    // A connection of its own for SQLite files; an in-memory database
+    // exists only within its pool, so there the pool serves.
+    let in_memory = ["memory:", "mode=memory"].iter().any(|m| settings.database_url.contains(m));
+    let hot = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite if !in_memory => store::connect(&settings.database_url, 1)
+            .await
+            .map_err(|e| format!("database {}: {e}", redact(&settings.database_url)))?,
+        _ => db.clone(),
+    };
     let eph = connect_ephemeral(&settings).await?;
     if opts.verbose
         && let secrets::KekSource::Generated(p) = &source
@@ -140,7 +149,8 @@ pub async fn prepare(settings: Settings, opts: StartOptions) -> Result<SharedSta
         sms,
         email,
         settings,
-        audit: crate::audit::AuditWriter::spawn(db.clone()),
+        audit: crate::audit::AuditWriter::spawn(hot.clone()),
+        hot,
         db,
         eph,
         secrets,

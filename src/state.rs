@@ -18,6 +18,13 @@ pub type FetchedJwks = (Arc<Vec<Value>>, Instant);
 pub struct AppState {
     pub settings: Settings,
     pub db: Db,
+    /// The audit writer's connection. On SQLite one connection of its own,
+    /// and the reads of every sign-in (the account, the portal's grant) go
+    /// to it too: SQLite drops a connection's page cache whenever another
+    /// connection has committed, so reads there find warm what the
+    /// writer's own commits touched (docs/PERFORMANCE.md, "Password
+    /// sign-in"). On PostgreSQL the pool itself.
+    pub hot: Db,
     pub eph: Ephemeral,
     pub secrets: Secrets,
     pub realms: RealmCache,

@@ -22,7 +22,7 @@ pub async fn authenticate(state: &AppState, realm: &str, identifier: &str, secre
     let user = match Identifier::parse(identifier) {
         Some(id) => {
             let index = id.blind_index(&state.secrets.sealer);
-            users::find_for_sign_in(&state.db, realm, id.kind(), &index).await?
+            users::find_for_sign_in(&state.hot, realm, id.kind(), &index).await?
         }
         None => None,
     };

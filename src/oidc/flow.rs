@@ -392,7 +392,7 @@ pub async fn proceed(
         }
     }
     let req = &tx.request;
-    let grant = grants::active(&state.db, &realm.name, &s.user_id, &client.client_id).await?;
+    let grant = grants::active(&state.hot, &realm.name, &s.user_id, &client.client_id).await?;
     let covered = grant.as_ref().is_some_and(|g| {
         let have = super::scopes(&g.scopes);
         super::scopes(&req.scope).iter().all(|x| have.contains(x))
