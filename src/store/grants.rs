@@ -19,14 +19,7 @@ pub async fn active<C: ConnectionTrait>(
     // Read at every sign-in: rendered once (`store::built`).
     static ACTIVE: super::built::Built<3> = super::built::Built::new(|backend, [realm, user_id, client_id]| {
         use sea_orm::{QuerySelect, QueryTrait};
-        grant::Entity::find()
-            .filter(grant::Column::Realm.eq(realm))
-            .filter(grant::Column::UserId.eq(user_id))
-            .filter(grant::Column::ClientId.eq(client_id))
-            .filter(grant::Column::RevokedAt.is_null())
-            .order_by_desc(grant::Column::CreatedAt)
-            .limit(1)
-            .build(backend)
+        live(realm, client_id).filter(grant::Column::UserId.eq(user_id)).limit(1).build(backend)
     });
     let stmt = ACTIVE.bind(db.get_database_backend(), [realm, user_id, client_id]);
     grant::Entity::find().from_raw_sql(stmt).one(db).await
@@ -38,14 +31,16 @@ pub async fn active_by_subject<C: ConnectionTrait>(
     client_id: &str,
     subject: &str,
 ) -> Result<Option<GrantRecord>, DbErr> {
+    live(realm, client_id).filter(grant::Column::Subject.eq(subject)).one(db).await
+}
+
+/// A portal's grants in a realm that are not revoked, the newest first.
+fn live(realm: &str, client_id: &str) -> sea_orm::Select<grant::Entity> {
     grant::Entity::find()
         .filter(grant::Column::Realm.eq(realm))
         .filter(grant::Column::ClientId.eq(client_id))
-        .filter(grant::Column::Subject.eq(subject))
         .filter(grant::Column::RevokedAt.is_null())
         .order_by_desc(grant::Column::CreatedAt)
-        .one(db)
-        .await
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, realm: &str, id: &str) -> Result<Option<GrantRecord>, DbErr> {
